@@ -1,0 +1,67 @@
+"""Pure-NumPy reference kernels: the interface every backend's kernel module implements.
+
+All arrays are NCHW; ``stride`` and ``padding`` are ``(h, w)`` pairs of ints. With
+``Ho = (H + 2*ph - kh)//sh + 1`` (likewise ``Wo``) the convolution's index map is
+
+    y[n, o, i, j] = sum_{c, p, q} x_pad[n, c, i*sh + p, j*sw + q] * w[o, c, p, q]
+
+``conv2d_input_grad`` is its adjoint in ``x`` (the transposed convolution, col2im),
+``conv2d_weight_grad`` its adjoint in ``w``. Input positions that no window covers (when
+``(H + 2*ph - kh) % sh != 0``) get zero gradient. Every other kernel module must agree
+with these to float tolerance; tests compare them on random shapes.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def out_size(size, k, s, p):
+    return (size + 2 * p - k) // s + 1
+
+
+def _pad(x, padding):
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def _windows(x, k_hw, stride, padding):
+    """(N, C, Ho, Wo, kh, kw) strided view of the padded input: im2col without a copy."""
+    kh, kw = k_hw
+    sh, sw = stride
+    xp_ = _pad(x, padding)
+    v = sliding_window_view(xp_, (kh, kw), axis=(2, 3))
+    ho = out_size(x.shape[2], kh, sh, padding[0])
+    wo = out_size(x.shape[3], kw, sw, padding[1])
+    return v[:, :, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
+
+
+def conv2d(x, w, stride, padding):
+    """y = x (*) w, without bias. x (N,C,H,W), w (O,C,kh,kw) -> (N,O,Ho,Wo)."""
+    cols = _windows(x, w.shape[2:], stride, padding)
+    y = np.tensordot(cols, w, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, O)
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+
+def conv2d_weight_grad(x, gy, k_hw, stride, padding):
+    """dL/dw = sum_{n,i,j} gy[n,o,i,j] * x_pad[n,c,i*sh+p,j*sw+q] -> (O,C,kh,kw)."""
+    cols = _windows(x, k_hw, stride, padding)
+    return np.tensordot(gy, cols, axes=([0, 2, 3], [0, 2, 3])).astype(x.dtype, copy=False)
+
+
+def conv2d_input_grad(gy, w, in_hw, stride, padding):
+    """dL/dx: scatter-add (col2im) of w^T gy into the padded input, then crop -> (N,C,H,W)."""
+    n, _, ho, wo = gy.shape
+    _, c, kh, kw = w.shape
+    sh, sw = stride
+    ph, pw = padding
+    h, wd = in_hw
+    cols = np.tensordot(w, gy, axes=([0], [1]))  # (C, kh, kw, N, Ho, Wo)
+    hp = max(h + 2 * ph, (ho - 1) * sh + kh)
+    wp = max(wd + 2 * pw, (wo - 1) * sw + kw)
+    gx = np.zeros((n, c, hp, wp), dtype=gy.dtype)
+    gxt = gx.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view
+    for p in range(kh):
+        for q in range(kw):
+            gxt[:, :, p : p + (ho - 1) * sh + 1 : sh, q : q + (wo - 1) * sw + 1 : sw] += cols[:, p, q]
+    return np.ascontiguousarray(gx[:, :, ph : ph + h, pw : pw + wd])

@@ -1,0 +1,147 @@
+"""Tensor: an array of the active backend, and its place in the graph."""
+from scratchgen import backend
+from scratchgen.autograd import graph
+
+_FLOAT_KINDS = "f"
+
+
+def _to_array(x, dtype=None):
+    """Array of the active backend. Python numbers (and lists of them) become float32;
+    NumPy/CuPy arrays keep their dtype."""
+    if isinstance(x, Tensor):
+        x = x.data
+    if dtype is not None:
+        return backend.asarray(x, dtype=backend.xp.dtype(dtype))
+    if backend.is_array(x) or hasattr(x, "dtype"):
+        return backend.asarray(x)
+    arr = backend.asarray(x)
+    if arr.dtype.kind in "iuf":
+        arr = arr.astype(backend.xp.float32)
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode autodiff.
+
+    ``.data`` is the backend's ndarray; ``.grad`` is filled by :meth:`backward`.
+
+    >>> import scratchgen as sg
+    >>> x = sg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> y = (x * x).sum()
+    >>> y.backward()
+    >>> x.grad.numpy().tolist()
+    [[2.0, 4.0], [6.0, 8.0]]
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
+    __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        self.data = _to_array(data, dtype)
+        self.grad = None
+        self._node = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, arr):
+        t = cls.__new__(cls)
+        t.data = arr
+        t.grad = None
+        t.requires_grad = False
+        t._node = None
+        return t
+
+    # ---- attributes ---------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self._node is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def requires_grad_(self, flag=True):
+        if flag and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"only floating-point tensors can require grad; this one is "
+                            f"{self.data.dtype} (convert with .float() or .double())")
+        if not flag and self._node is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf; use .detach()")
+        self.requires_grad = bool(flag)
+        return self
+
+    def numpy(self):
+        """A host NumPy copy-free view (CPU) or copy (GPU); detached from the graph."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a single element; shape is {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        """The same data, outside the graph."""
+        return Tensor._wrap(self.data)
+
+    def clone(self):
+        from scratchgen.ops import elementwise as E
+        return E.pos(self)
+
+    def astype(self, dtype):
+        from scratchgen.ops import elementwise as E
+        return E.cast(self, dtype=backend.xp.dtype(dtype))
+
+    def float(self):
+        return self.astype("float32")
+
+    def double(self):
+        return self.astype("float64")
+
+    def zero_grad(self):
+        self.grad = None
+
+    def backward(self, grad=None, retain_graph=None, create_graph=False):
+        """Accumulate this tensor's gradient into every leaf that requires grad.
+
+        ``grad`` may be omitted only for a single-element tensor (then it is 1).
+        """
+        graph.backward(self, grad, retain_graph, create_graph)
+
+    def __repr__(self):
+        body = repr(self.numpy()).replace("array(", "tensor(", 1)
+        if self.requires_grad:
+            body = body[:-1] + ", requires_grad=True)"
+        return body
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise ValueError(f"truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    __hash__ = object.__hash__
+
+
+def tensor(x, requires_grad=False, dtype=None):
+    """A new leaf tensor on the active backend.
+
+    Python floats and ints become float32; arrays keep their dtype (float64 stays float64).
+    """
+    return Tensor(x, requires_grad=requires_grad, dtype=dtype)
+
+
+graph._Tensor = Tensor

@@ -1,0 +1,1 @@
+"""Primitives by family: each forward with its VJPs beside it."""

@@ -1,0 +1,235 @@
+"""Elementwise primitives. Binary ones broadcast like NumPy; the engine sums each gradient
+back to its input's shape. Masks in VJPs (relu, clip, max ties) are constants, so a double
+backward sends nothing through them: no zero-filled products reach the matmuls."""
+from scratchgen import backend
+from scratchgen.autograd.graph import primitive
+from scratchgen.autograd.tensor import Tensor
+
+xp = backend.xp
+
+
+def _mask(cond, like):
+    return cond.astype(like.dtype)
+
+
+def _data(a):
+    return a.data if isinstance(a, Tensor) else a
+
+
+# ---- arithmetic -----------------------------------------------------------------------
+@primitive
+def add(a, b):
+    return a + b
+
+
+add.defvjp(lambda g, ans, a, b: g, lambda g, ans, a, b: g)
+
+
+@primitive
+def sub(a, b):
+    return a - b
+
+
+sub.defvjp(lambda g, ans, a, b: g, lambda g, ans, a, b: neg(g))
+
+
+@primitive
+def mul(a, b):
+    return a * b
+
+
+mul.defvjp(lambda g, ans, a, b: mul(g, b), lambda g, ans, a, b: mul(g, a))
+
+
+@primitive
+def div(a, b):
+    return a / b
+
+
+# d(a/b)/db = -a/b^2 = -(a/b)/b
+div.defvjp(lambda g, ans, a, b: div(g, b), lambda g, ans, a, b: neg(div(mul(g, ans), b)))
+
+
+@primitive
+def neg(a):
+    return -a
+
+
+neg.defvjp(lambda g, ans, a: neg(g))
+
+
+@primitive
+def pos(a):
+    """Copy (identity with a graph edge)."""
+    return a.copy()
+
+
+pos.defvjp(lambda g, ans, a: g)
+
+
+@primitive
+def cast(a, dtype):
+    return a.astype(dtype)
+
+
+cast.defvjp(lambda g, ans, a, dtype: cast(g, dtype=_data(a).dtype))
+
+
+@primitive
+def pow(a, b):
+    """a ** b; d/da = b a^(b-1), d/db = a^b log a (b may be a tensor or a number)."""
+    return a ** b
+
+
+def _pow_vjp_a(g, ans, a, b):
+    bm1 = sub(b, 1) if isinstance(b, Tensor) else b - 1
+    return mul(g, mul(b, pow(a, bm1)))
+
+
+pow.defvjp(_pow_vjp_a, lambda g, ans, a, b: mul(g, mul(ans, log(a))))
+
+
+# ---- transcendental -----------------------------------------------------------------
+@primitive
+def exp(a):
+    return xp.exp(a)
+
+
+exp.defvjp(lambda g, ans, a: mul(g, ans))
+
+
+@primitive
+def log(a):
+    return xp.log(a)
+
+
+log.defvjp(lambda g, ans, a: div(g, a))
+
+
+@primitive
+def sqrt(a):
+    return xp.sqrt(a)
+
+
+sqrt.defvjp(lambda g, ans, a: div(mul(g, 0.5), ans))
+
+
+@primitive
+def abs(a):
+    """|a|; the gradient at 0 is 0 (sign)."""
+    return xp.abs(a)
+
+
+abs.defvjp(lambda g, ans, a: mul(g, xp.sign(_data(a))))
+
+
+@primitive
+def sigmoid(a):
+    """1/(1+e^-a), evaluated without overflow; d/da = s(1-s)."""
+    e = xp.exp(-xp.abs(a))
+    r = 1 / (1 + e)
+    return xp.where(a >= 0, r, e * r)
+
+
+sigmoid.defvjp(lambda g, ans, a: mul(g, mul(ans, sub(1, ans))))
+
+
+@primitive
+def tanh(a):
+    return xp.tanh(a)
+
+
+tanh.defvjp(lambda g, ans, a: mul(g, sub(1, mul(ans, ans))))
+
+
+@primitive
+def softplus(a):
+    """log(1+e^a) = max(a,0) + log1p(e^-|a|) (exact for large |a|); d/da = sigmoid(a)."""
+    return xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))
+
+
+softplus.defvjp(lambda g, ans, a: mul(g, sigmoid(a)))
+
+
+@primitive
+def log_sigmoid(a):
+    """log sigmoid(a) = min(a,0) - log1p(e^-|a|); d/da = sigmoid(-a)."""
+    return xp.minimum(a, 0) - xp.log1p(xp.exp(-xp.abs(a)))
+
+
+log_sigmoid.defvjp(lambda g, ans, a: mul(g, sigmoid(neg(a))))
+
+
+# ---- piecewise-linear: constant masks --------------------------------------------------
+@primitive
+def relu(a):
+    return xp.maximum(a, 0)
+
+
+relu.defvjp(lambda g, ans, a: mul(g, _mask(_data(ans) > 0, _data(ans))))
+
+
+@primitive
+def leaky_relu(a, negative_slope=0.01):
+    return xp.where(a > 0, a, a * negative_slope)
+
+
+leaky_relu.defvjp(lambda g, ans, a, negative_slope=0.01: mul(
+    g, xp.where(_data(a) > 0, 1, negative_slope).astype(_data(a).dtype)))
+
+
+@primitive
+def maximum(a, b):
+    """Elementwise max; at ties each side gets half the gradient."""
+    return xp.maximum(a, b)
+
+
+@primitive
+def minimum(a, b):
+    """Elementwise min; at ties each side gets half the gradient."""
+    return xp.minimum(a, b)
+
+
+def _pick(g, a, b, first):
+    a, b = _data(a), _data(b)
+    dt = g.data.dtype
+    m = (a > b) if first else (a < b)
+    return mul(g, m.astype(dt) + 0.5 * (a == b).astype(dt))
+
+
+maximum.defvjp(lambda g, ans, a, b: _pick(g, a, b, True), lambda g, ans, a, b: _pick(g, a, b, False))
+minimum.defvjp(lambda g, ans, a, b: _pick(g, a, b, False), lambda g, ans, a, b: _pick(g, a, b, True))
+
+
+@primitive
+def where(cond, a, b):
+    """a where cond else b; cond is not differentiable."""
+    return xp.where(cond, a, b)
+
+
+def _where_vjp(g, cond, first):
+    c = _data(cond).astype(bool)
+    return mul(g, (c if first else ~c).astype(g.data.dtype))
+
+
+where.defvjp(None, lambda g, ans, c, a, b: _where_vjp(g, c, True),
+             lambda g, ans, c, a, b: _where_vjp(g, c, False))
+
+
+@primitive
+def clip(a, min=None, max=None):
+    """Clamp to [min, max]; the gradient passes where min <= a <= max."""
+    return xp.clip(a, min, max)
+
+
+def _clip_vjp(g, ans, a, min=None, max=None):
+    a = _data(a)
+    m = xp.ones(a.shape, dtype=bool)
+    if min is not None:
+        m &= a >= min
+    if max is not None:
+        m &= a <= max
+    return mul(g, m.astype(a.dtype))
+
+
+clip.defvjp(_clip_vjp)
