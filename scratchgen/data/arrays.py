@@ -1,0 +1,89 @@
+"""User arrays from ``.npy`` / ``.npz`` files, and the data-layer error type."""
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+ARRAY_EXTENSIONS = (".npy", ".npz")
+
+
+class DatasetError(RuntimeError):
+    """A data file is missing, corrupted, truncated, has the wrong checksum or layout."""
+
+
+def _check_array(arr, path, key=None):
+    where = f"{path}" + (f" [{key!r}]" if key is not None else "")
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise DatasetError(f"{where}: expected a numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise DatasetError(f"{where}: expected a real-valued array, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3, 4):
+        raise DatasetError(
+            f"{where}: expected points (N,D), images (N,H,W) or (N,C,H,W), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise DatasetError(f"{where}: array holds no examples (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise DatasetError(f"{where}: array contains NaN or infinite values")
+    return arr
+
+
+def load_array(path, key=None):
+    """Load a dataset array: points (N,D), images (N,H,W) or (N,C,H,W).
+
+    ``.npy`` holds one array; ``.npz`` may hold several, in which case ``key`` picks one
+    (with a single array ``key`` may be omitted). Loaded with ``allow_pickle=False``;
+    the dtype is kept as stored (uint8 images stay uint8).
+    """
+    path = Path(path).expanduser()
+    ext = path.suffix.lower()
+    if ext not in ARRAY_EXTENSIONS:
+        raise ValueError(
+            f"{path}: unsupported extension {path.suffix or '(none)'!r}; expected one of "
+            f"{', '.join(ARRAY_EXTENSIONS)}")
+    if not path.exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if not path.is_file():
+        raise DatasetError(f"{path} is not a file")
+    if ext == ".npy":
+        if key is not None:
+            raise ValueError(f"{path}: key={key!r} given but a .npy file holds a single array")
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY":
+            raise DatasetError(f"{path}: not a .npy file (bad magic {magic!r}, expected b'\\x93NUMPY')")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            if "pickle" in str(e):
+                raise DatasetError(
+                    f"{path}: holds an object (pickled) array; expected a numeric array") from e
+            raise DatasetError(f"{path}: not a readable .npy file ({e})") from e
+        except (OSError, EOFError) as e:
+            raise DatasetError(f"{path}: not a readable .npy file ({e})") from e
+        return _check_array(arr, path)
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path}: not a readable .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            if not keys:
+                raise DatasetError(f"{path}: .npz archive holds no arrays")
+            if key is None:
+                if len(keys) > 1:
+                    raise DatasetError(
+                        f"{path}: .npz holds {len(keys)} arrays ({', '.join(keys)}); "
+                        f"pass key= to choose one")
+                key = keys[0]
+            elif key not in keys:
+                raise KeyError(f"{path}: no array {key!r} in .npz; available: {', '.join(keys)}")
+            arr = z[key]
+    except (DatasetError, KeyError):
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise DatasetError(
+                f"{path}: array {key!r} is an object (pickled) array; expected numeric") from e
+        raise DatasetError(f"{path}: not a readable .npz file ({e})") from e
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{path}: not a readable .npz file ({e})") from e
+    return _check_array(arr, path, key)

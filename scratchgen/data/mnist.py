@@ -1,0 +1,239 @@
+"""MNIST from the four standard IDX files (gzipped or not), with checksums and download.
+
+Folder layout (``root``)::
+
+    train-images-idx3-ubyte[.gz]  train-labels-idx1-ubyte[.gz]   (split='train')
+    t10k-images-idx3-ubyte[.gz]   t10k-labels-idx1-ubyte[.gz]    (split='test')
+
+A folder holding only one split works for that split. ``.gz`` files are checked against
+the MD5 sums of the official files; uncompressed files are checked against a ``MD5SUMS``
+file in the folder when it lists them (``md5sum`` format), and otherwise only by strict
+IDX validation (magic, dims, exact payload length).
+"""
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .arrays import DatasetError
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# MD5 of the official gzipped files.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+DOWNLOAD_TIMEOUT = 10.0  # seconds, per connection attempt / read
+
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+# IDX type byte -> big-endian dtype
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+_urlopen = urllib.request.urlopen  # the one network entry point (tests replace it)
+
+
+def default_root():
+    """``$SCRATCHGEN_DATA/mnist`` if ``SCRATCHGEN_DATA`` is set, else ``~/.cache/scratchgen/mnist``."""
+    base = os.environ.get("SCRATCHGEN_DATA")
+    if base:
+        return Path(base).expanduser() / "mnist"
+    return Path.home() / ".cache" / "scratchgen" / "mnist"
+
+
+def md5sum(path, chunk=1 << 20):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_md5sums(folder):
+    """Parse ``folder/MD5SUMS`` (``<hex>  <name>`` or ``<hex> *<name>`` lines) into a dict."""
+    path = Path(folder) / "MD5SUMS"
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text().splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and len(parts[0]) == 32:
+            sums[parts[1].lstrip("*").strip()] = parts[0].lower()
+    return sums
+
+
+def parse_idx(data, name="<bytes>", expected_magic=None):
+    """Decode IDX bytes: a 4-byte magic ``00 00 <type> <ndim>``, ``ndim`` big-endian uint32
+    dims, then exactly ``prod(dims) * itemsize`` bytes of payload."""
+    if len(data) < 4:
+        raise DatasetError(f"{name}: {len(data)} bytes is too short for an IDX header")
+    (magic,) = struct.unpack(">I", data[:4])
+    if expected_magic is not None and magic != expected_magic:
+        raise DatasetError(
+            f"{name}: bad IDX magic number 0x{magic:08X}, expected 0x{expected_magic:08X}")
+    zero, dtype_code, ndim = magic >> 16, (magic >> 8) & 0xFF, magic & 0xFF
+    if zero != 0 or dtype_code not in _IDX_DTYPES or ndim == 0:
+        raise DatasetError(f"{name}: not an IDX file (magic number 0x{magic:08X})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(
+            f"{name}: truncated IDX header: expected {header} bytes for {ndim} dims, "
+            f"found {len(data)}")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_IDX_DTYPES[dtype_code])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    found = len(data) - header
+    if found != expected:
+        what = "pixel data" if ndim == 3 else "label data" if ndim == 1 else "data"
+        raise DatasetError(
+            f"{name}: expected {expected} bytes of {what} for dims {tuple(dims)}, found {found}"
+            + (" (file truncated)" if found < expected else " (trailing bytes)"))
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def read_idx(path, expected_magic=None):
+    """Read an IDX file, gunzipping it when its name ends in ``.gz``."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        data = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DatasetError(f"{path}: corrupted or truncated gzip file ({e})") from e
+    return parse_idx(data, str(path), expected_magic)
+
+
+def _locate(root, name):
+    for candidate in (root / (name + ".gz"), root / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _verify(path, sums):
+    """Check ``path``'s MD5: official sums for ``.gz``, ``MD5SUMS`` entries otherwise."""
+    expected = MNIST_MD5.get(path.name) if path.suffix == ".gz" else None
+    expected = expected or sums.get(path.name)
+    if expected is None:
+        return
+    got = md5sum(path)
+    if got != expected:
+        raise DatasetError(
+            f"MD5 mismatch for {path}: expected {expected}, got {got}. The file is corrupted "
+            f"or is not the official MNIST file; delete it and download it again.")
+
+
+def download_file(url, dest, md5=None, timeout=DOWNLOAD_TIMEOUT):
+    """Download ``url`` to ``dest`` atomically (temp file + rename), with a tqdm bar;
+    checks ``md5`` before the rename."""
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    try:
+        h = hashlib.md5()
+        with os.fdopen(fd, "wb") as out, _urlopen(url, timeout=timeout) as resp:
+            total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
+            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
+                      desc=dest.name, leave=False) as bar:
+                for block in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(block)
+                    h.update(block)
+                    bar.update(len(block))
+        if md5 is not None and h.hexdigest() != md5:
+            raise DatasetError(
+                f"MD5 mismatch for {url}: expected {md5}, got {h.hexdigest()}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dest
+
+
+def _download_missing(root, names):
+    """Fetch ``<name>.gz`` for each name from the mirrors; return {name: error} for failures."""
+    failures = {}
+    for name in names:
+        fname = name + ".gz"
+        errors = []
+        for mirror in MIRRORS:
+            try:
+                download_file(mirror + fname, root / fname, md5=MNIST_MD5[fname])
+                break
+            except (urllib.error.URLError, OSError, DatasetError, ValueError) as e:
+                errors.append(f"{mirror}: {getattr(e, 'reason', e)}")
+        else:
+            failures[name] = "; ".join(errors)
+    return failures
+
+
+def _missing_message(root, split, names, reason):
+    lines = [f"MNIST {split!r} split: missing {', '.join(names)} in {root}."]
+    if reason:
+        lines.append(f"Download failed ({reason}).")
+    lines.append(f"Put these files (gzipped, or uncompressed without .gz) in {root}:")
+    lines += [f"  {n}.gz  (MD5 {MNIST_MD5[n + '.gz']})" for n in names]
+    lines.append("or pass root=<folder> / set SCRATCHGEN_DATA=<dir> (files in <dir>/mnist).")
+    return "\n".join(lines)
+
+
+def load_mnist(root=None, split="train", download=True, check_md5=True):
+    """Load an MNIST split as ``(images uint8 (N,28,28), labels uint8 (N,))``.
+
+    Missing files are downloaded into ``root`` when ``download`` is true; if that is
+    impossible (offline, checksum mismatch) a :class:`DatasetError` names the files and
+    the folder. ``check_md5=False`` skips checksums (IDX validation stays strict).
+    """
+    if split not in MNIST_FILES:
+        raise ValueError(f"split must be one of {', '.join(MNIST_FILES)}, got {split!r}")
+    root = Path(root).expanduser() if root is not None else default_root()
+    names = MNIST_FILES[split]
+    missing = [n for n in names if _locate(root, n) is None]
+    if missing:
+        if not download:
+            raise DatasetError(_missing_message(root, split, missing, "download=False"))
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            failures = _download_missing(root, missing)
+        except OSError as e:
+            failures = {n: f"cannot create {root}: {e}" for n in missing}
+        if failures:
+            reason = "; ".join(f"{n}: {r}" for n, r in failures.items())
+            raise DatasetError(_missing_message(root, split, list(failures), reason))
+    paths = [_locate(root, n) for n in names]
+    if check_md5:
+        sums = _read_md5sums(root)
+        for p in paths:
+            _verify(p, sums)
+    images = read_idx(paths[0], IMAGES_MAGIC)
+    labels = read_idx(paths[1], LABELS_MAGIC)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise DatasetError(
+            f"{paths[0]}: expected uint8 images of shape (N, 28, 28), "
+            f"got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or labels.dtype != np.uint8:
+        raise DatasetError(f"{paths[1]}: expected uint8 labels of shape (N,), got {labels.shape}")
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"{root}: {paths[0].name} holds {len(images)} images but {paths[1].name} holds "
+            f"{len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise DatasetError(f"{paths[1]}: label {int(labels.max())} out of range 0..9")
+    return images, labels

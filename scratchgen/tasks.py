@@ -1,0 +1,79 @@
+"""What a trainable model must provide so the harness (``scratchgen.trainer``) can run it.
+
+A ``Task`` owns its modules, optimisers and loss; the harness owns everything around it: data
+batches, the seeded RNG, the run directory, logging, checkpoints, resume, signals and plots of
+the metric curves. Register a task with :func:`register` so ``scratchgen train NAME`` finds it.
+"""
+
+TASKS = {}
+
+
+def register(cls):
+    """Class decorator: make ``cls`` available as ``scratchgen train cls.name``."""
+    TASKS[cls.name] = cls
+    return cls
+
+
+def get_task(name):
+    # Importing the model package registers its tasks.
+    import scratchgen.models  # noqa: F401
+    if name not in TASKS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+class Task:
+    """Base class. Subclasses set ``name``, ``datasets`` and ``default_dataset`` and implement
+    the methods below. All randomness must come from the ``rng`` arguments (numpy Generators
+    the harness derives from the seed and the step), so that a resumed run repeats the
+    uninterrupted one bit for bit.
+
+    ``config``: the run's hyperparameters, ``defaults()`` updated with the user's options.
+    ``data``: a :class:`scratchgen.trainer.DataSource` built by the harness (train batches by
+    step, the held-out set, the dataset's metadata).
+    """
+
+    name = None
+    datasets = ()
+    default_dataset = None
+
+    @classmethod
+    def defaults(cls):
+        """Hyperparameters and their defaults (all JSON-serialisable)."""
+        return {}
+
+    def __init__(self, config, data):
+        self.config = config
+        self.data = data
+
+    def modules(self):
+        """dict name -> nn.Module (saved in checkpoints)."""
+        raise NotImplementedError
+
+    def optimizers(self):
+        """dict name -> optimiser (saved in checkpoints)."""
+        raise NotImplementedError
+
+    def train_step(self, step, batch, rng):
+        """One training step on ``batch`` (a backend array, or None for tasks that sample
+        their own data from ``rng``); returns dict of Python floats (the logged loss terms)."""
+        raise NotImplementedError
+
+    def evaluate(self, rng):
+        """Held-out metrics as a dict of Python floats."""
+        return {}
+
+    def sample(self, n, rng):
+        """``n`` samples as a host NumPy array (images (n, C, H, W) or points (n, D))."""
+        raise NotImplementedError
+
+    def plots(self, run_dir, rng):
+        """Write the model's figures (PNG) into ``run_dir``; return the paths."""
+        return []
+
+    def state_dict(self):
+        """Task state beyond modules and optimisers (counters, schedules)."""
+        return {}
+
+    def load_state_dict(self, state):
+        pass
