@@ -1,0 +1,67 @@
+"""The backend switch: one variable, read once; clear errors for bad values and mixed arrays."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import scratchgen as sg
+
+
+def _import_with(value):
+    env = dict(os.environ, SCRATCHGEN_BACKEND=value)
+    return subprocess.run([sys.executable, "-c", "import scratchgen as sg; print(sg.backend.name)"],
+                          env=env, capture_output=True, text=True)
+
+
+def test_bogus_backend_names_variable_value_and_choices():
+    r = _import_with("bogus")
+    assert r.returncode != 0
+    assert "SCRATCHGEN_BACKEND='bogus'" in r.stderr
+    for choice in ("cpu", "numpy", "cuda"):
+        assert choice in r.stderr.splitlines()[-1]
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if sg.backend.name == "cuda":
+        pytest.skip("this process runs on the GPU; the error is for machines without one")
+    r = _import_with("cuda")
+    if r.returncode == 0:  # a machine with CuPy and a GPU
+        assert r.stdout.strip() == "cuda"
+        return
+    last = r.stderr.strip().splitlines()[-1]
+    assert "SCRATCHGEN_BACKEND=cuda" in last and ("CuPy" in last or "GPU" in last)
+
+
+@pytest.mark.parametrize("value", ["numpy", "cpu"])
+def test_cpu_backends_import(value):
+    r = _import_with(value)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == value
+
+
+def test_xp_is_the_array_module():
+    a = sg.tensor([1.0, 2.0])
+    assert isinstance(a.data, sg.backend.ndarray)
+    assert sg.backend.xp.asarray(a.data) is a.data
+
+
+class _ForeignArray:
+    """Stands in for an array of the other library (only its module name matters)."""
+    shape = (2,)
+
+
+def test_mixing_arrays_of_another_backend_is_a_clear_error():
+    other = "numpy" if sg.backend.on_gpu else "cupy"
+    _ForeignArray.__module__ = f"{other}._core"
+    x = sg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match=f"{other} array.*SCRATCHGEN_BACKEND={sg.backend.name}"):
+        sg.functional.mul(x, _ForeignArray())
+
+
+def test_host_numpy_input_is_moved_to_the_backend():
+    t = sg.tensor(np.arange(3.0))
+    assert isinstance(t.data, sg.backend.ndarray)
+    assert t.dtype == np.float64
+    np.testing.assert_array_equal(t.numpy(), [0.0, 1.0, 2.0])
