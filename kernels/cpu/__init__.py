@@ -1,0 +1,7 @@
+"""The ``cpu`` backend's kernels: numba loops (im2col / col2im) plus OpenBLAS GEMMs.
+
+Same interface as :mod:`scratchgen.kernels.reference`.
+"""
+from .conv import conv2d, conv2d_input_grad, conv2d_weight_grad, out_size
+
+__all__ = ["conv2d", "conv2d_input_grad", "conv2d_weight_grad", "out_size"]

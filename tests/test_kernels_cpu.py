@@ -1,0 +1,136 @@
+"""The numba/BLAS ``cpu`` conv kernels agree with the pure-NumPy ``reference`` kernels.
+
+Tolerance: ``rtol=1e-5`` and ``atol=1e-5 * scale`` (float64) with ``scale`` the largest
+|reference value|. float32 uses ``3e-5``: both sides sum up to C*kh*kw (forward, input
+grad) or N*Ho*Wo (weight grad) float32 products in different orders (BLAS blocking vs
+tensordot), so their rounding differs by a few ulps of the largest partial sums; the
+absolute term relative to ``scale`` is what makes cancellation-heavy entries comparable.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from scratchgen.kernels import cpu, reference
+
+TOL = {np.float32: 3e-5, np.float64: 1e-5}
+
+
+def close(got, want, dtype):
+    assert got.shape == want.shape
+    assert got.dtype == np.dtype(dtype)
+    scale = max(float(np.abs(want).max()) if want.size else 0.0, 1e-30)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+def non_contiguous(a, how):
+    """The same values in a non-C-contiguous array: 0 as is, 1 strided, 2 Fortran order."""
+    if how == 1:
+        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        big[..., ::2] = a
+        return big[..., ::2]
+    if how == 2:
+        return np.asfortranarray(a)
+    return a
+
+
+@st.composite
+def conv_case(draw):
+    n = draw(st.integers(1, 3))
+    c = draw(st.integers(1, 4))
+    o = draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    # only valid shapes: H + 2p >= k
+    h = draw(st.integers(max(1, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    layout = draw(st.integers(0, 2))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return n, c, o, h, w, (kh, kw), (sh, sw), (ph, pw), dtype, layout, seed
+
+
+def run_all(n, c, o, h, w, k, s, p, dtype, layout=0, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c) + tuple(k)).astype(dtype)
+    y = reference.conv2d(x, wt, s, p)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    xn, wn, gyn = (non_contiguous(a, layout) for a in (x, wt, gy))
+
+    close(cpu.conv2d(xn, wn, s, p), y, dtype)
+    close(cpu.conv2d_input_grad(gyn, wn, (h, w), s, p),
+          reference.conv2d_input_grad(gy, wt, (h, w), s, p), dtype)
+    close(cpu.conv2d_weight_grad(xn, gyn, k, s, p),
+          reference.conv2d_weight_grad(x, gy, k, s, p), dtype)
+
+
+def test_exports():
+    for name in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "out_size"):
+        assert callable(getattr(cpu, name))
+    for args in [(14, 3, 1, 1), (28, 4, 2, 1), (7, 4, 2, 1), (5, 5, 3, 2)]:
+        assert cpu.out_size(*args) == reference.out_size(*args)
+
+
+@settings(deadline=None, max_examples=60)
+@given(conv_case())
+def test_matches_reference(case):
+    run_all(*case)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_and_large_padding(dtype):
+    run_all(2, 3, 4, 5, 6, (1, 1), (1, 1), (0, 0), dtype)  # 1x1 fast path
+    run_all(2, 3, 4, 5, 6, (1, 1), (2, 1), (0, 0), dtype)  # 1x1 strided
+    run_all(1, 2, 3, 4, 3, (7, 6), (1, 2), (4, 3), dtype)  # padding > kernel / 2
+    run_all(1, 1, 1, 1, 1, (1, 1), (3, 3), (0, 0), dtype)
+
+
+def test_uncovered_positions_get_zero():
+    # H=8, k=3, s=3, p=0 -> Ho=2 windows cover rows 0..5; rows 6, 7 get zero gradient
+    rng = np.random.default_rng(1)
+    gy = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    gx = cpu.conv2d_input_grad(gy, w, (8, 8), (3, 3), (0, 0))
+    assert gx.shape == (2, 2, 8, 8)
+    assert not gx[:, :, 6:].any() and not gx[:, :, :, 6:].any()
+    close(gx, reference.conv2d_input_grad(gy, w, (8, 8), (3, 3), (0, 0)), np.float32)
+
+
+def test_dtype_and_contiguity_of_outputs():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    y = cpu.conv2d(x, w, (1, 1), (1, 1))
+    assert y.dtype == np.float32 and y.flags.c_contiguous
+    gx = cpu.conv2d_input_grad(y, w, (5, 5), (1, 1), (1, 1))
+    assert gx.dtype == np.float32 and gx.flags.c_contiguous
+    gw = cpu.conv2d_weight_grad(x, y, (3, 3), (1, 1), (1, 1))
+    assert gw.dtype == np.float32 and gw.shape == w.shape
+
+
+# The workloads the backend is tuned for (float32, batch 64), once each.
+WORKLOADS = {
+    "W4 conv 64->128 3x3 s1 p1": (64, 64, 128, 14, 14, (3, 3), (1, 1), (1, 1)),
+    "W2 D1 / G2 conv 1->64 4x4 s2 p1": (64, 1, 64, 28, 28, (4, 4), (2, 2), (1, 1)),
+    "W2 D2 / G1 conv 64->128 4x4 s2 p1": (64, 64, 128, 14, 14, (4, 4), (2, 2), (1, 1)),
+}
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_workload_shapes(name):
+    run_all(*WORKLOADS[name], np.float32, layout=0, seed=2)
+
+
+def test_conv_transpose_usage_w2():
+    """G1: ConvTranspose2d(128->64, 4, 2, 1) on (64,128,7,7), written with the kernels."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 128, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((128, 64, 4, 4)).astype(np.float32)
+    s, p = (2, 2), (1, 1)
+    y = cpu.conv2d_input_grad(x, w, (14, 14), s, p)
+    close(y, reference.conv2d_input_grad(x, w, (14, 14), s, p), np.float32)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    close(cpu.conv2d(gy, w, s, p), reference.conv2d(gy, w, s, p), np.float32)
+    close(cpu.conv2d_weight_grad(gy, x, (4, 4), s, p),
+          reference.conv2d_weight_grad(gy, x, (4, 4), s, p), np.float32)
