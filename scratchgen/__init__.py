@@ -14,3 +14,6 @@ from scratchgen.autograd import (Tensor, tensor, grad, no_grad, enable_grad, is_
 from scratchgen.autograd import methods as _methods  # noqa: F401  (binds operators)
 from scratchgen import functional
 from scratchgen.autograd.gradcheck import gradcheck, gradgradcheck, GradcheckError
+from scratchgen import nn, optim
+from scratchgen.io import save, load, CheckpointError
+from scratchgen.nn.init import manual_seed

@@ -1,0 +1,322 @@
+"""Layers: thin Modules over the functional primitives, initialised as PyTorch initialises them.
+
+Weights are float32 unless ``dtype=`` says otherwise (float64 layers serve gradient checks).
+``generator=`` (a NumPy Generator) draws the initial weights; by default the global one that
+``sg.manual_seed`` seeds.
+"""
+import math
+
+import numpy
+
+from scratchgen import backend
+from scratchgen import functional as F
+from scratchgen.nn import init
+from scratchgen.nn.module import Module, Parameter
+
+
+def _dtype(dtype):
+    dt = backend.xp.dtype("float32" if dtype is None else dtype)
+    if dt.kind != "f":
+        raise TypeError(f"layer parameters must be floating point, got dtype {dt}")
+    return dt
+
+
+def _param(shape, dtype):
+    return Parameter(backend.xp.empty(shape, dtype=_dtype(dtype)))
+
+
+def _pair(v, name):
+    t = (v, v) if isinstance(v, int) else tuple(v)
+    if len(t) != 2 or not all(isinstance(a, int) for a in t):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return t
+
+
+def _default_init(weight, bias, generator):
+    """PyTorch's default for Linear and convolutions: kaiming_uniform_(a=sqrt(5)), i.e.
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias from the same bound."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    if bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        init.uniform_(bias, -bound, bound, generator=generator)
+
+
+# ---- affine ---------------------------------------------------------------------------
+class Linear(Module):
+    """y = x W^T + b, W (out_features, in_features), x (..., in_features)."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=None, generator=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = _param((out_features, in_features), dtype)
+        self.register_parameter("bias", _param((out_features,), dtype) if bias else None)
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator=None):
+        _default_init(self.weight, self.bias, generator)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class _ConvNd(Module):
+    def _conv_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+    extra_repr = _conv_repr
+
+    def reset_parameters(self, generator=None):
+        _default_init(self.weight, self.bias, generator)
+
+
+class Conv2d(_ConvNd):
+    """2-D cross-correlation, weight (out_channels, in_channels, kh, kw); see ``F.conv2d``."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 dtype=None, generator=None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self.weight = _param((out_channels, in_channels) + self.kernel_size, dtype)
+        self.register_parameter("bias", _param((out_channels,), dtype) if bias else None)
+        self.reset_parameters(generator)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+class ConvTranspose2d(_ConvNd):
+    """Transposed convolution (conv2d's input gradient), weight (in_channels, out_channels,
+    kh, kw); H_out = (H - 1) stride - 2 padding + kh + output_padding.
+
+    Initialised as PyTorch does: its fan_in is computed from the weight's dim 1, which for
+    this layout is out_channels * kh * kw, so bound = 1/sqrt(out_channels kh kw).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, bias=True, dtype=None, generator=None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self.output_padding = _pair(output_padding, "output_padding")
+        self.weight = _param((in_channels, out_channels) + self.kernel_size, dtype)
+        self.register_parameter("bias", _param((out_channels,), dtype) if bias else None)
+        self.reset_parameters(generator)
+
+    def forward(self, x):
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
+                                  self.output_padding)
+
+
+# ---- normalisation --------------------------------------------------------------------
+class _BatchNorm(Module):
+    """Batch normalisation over all axes but the channel axis 1, as PyTorch's.
+
+    Train: y = (x - mean_B) / sqrt(var_B + eps) * weight + bias with the batch's biased
+    variance, and (no graph) running_mean <- (1 - m) running_mean + m mean_B,
+    running_var <- (1 - m) running_var + m var_B n / (n - 1) (unbiased), where m = momentum,
+    or 1 / num_batches_tracked when momentum is None.
+    Eval: the same with running_mean and running_var.
+    """
+
+    _ndims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        xp, dt = backend.xp, _dtype(dtype)
+        if affine:
+            self.weight = Parameter(xp.ones(num_features, dtype=dt))
+            self.bias = Parameter(xp.zeros(num_features, dtype=dt))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", xp.zeros(num_features, dtype=dt))
+            self.register_buffer("running_var", xp.ones(num_features, dtype=dt))
+            self.register_buffer("num_batches_tracked", xp.zeros((), dtype=xp.int64))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def forward(self, x):
+        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
+            want = " or ".join(f"{d}-D" for d in self._ndims)
+            raise ValueError(f"{type(self).__name__}({self.num_features}) expects a {want} "
+                             f"input with {self.num_features} channels on axis 1; got shape "
+                             f"{tuple(x.shape)}")
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        if self.training or not self.track_running_stats:
+            n = x.size // self.num_features
+            if self.training and n <= 1:
+                raise ValueError(f"{type(self).__name__}: expected more than 1 value per "
+                                 f"channel when training, got input shape {tuple(x.shape)}")
+            mean = F.mean(x, axis=axes, keepdims=True)
+            d = x - mean
+            var = F.mean(d * d, axis=axes, keepdims=True)
+            if self.training and self.track_running_stats:
+                self._update_running_stats(mean.data, var.data, n)
+            scale = 1 / F.sqrt(var + self.eps)
+        else:
+            d = x - F.reshape(self.running_mean, shape)
+            scale = F.reshape(1 / F.sqrt(self.running_var + self.eps), shape)
+        if self.affine:
+            scale = scale * F.reshape(self.weight, shape)
+            return d * scale + F.reshape(self.bias, shape)
+        return d * scale
+
+    def _update_running_stats(self, mean, var, n):
+        nbt = self.num_batches_tracked.data
+        nbt += 1
+        m = 1.0 / float(nbt) if self.momentum is None else self.momentum
+        rm, rv = self.running_mean.data, self.running_var.data
+        rm *= 1 - m
+        rm += (m * mean.reshape(-1)).astype(rm.dtype, copy=False)
+        rv *= 1 - m
+        rv += (m * n / (n - 1) * var.reshape(-1)).astype(rv.dtype, copy=False)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """BatchNorm over (N, C) or (N, C, L) inputs."""
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """BatchNorm over (N, C, H, W) inputs."""
+    _ndims = (4,)
+
+
+# ---- regularisation -------------------------------------------------------------------
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability p and scale the
+    rest by 1/(1-p); the identity in eval mode.
+
+    The mask is drawn on the host from ``self.generator``, a NumPy Generator seeded by
+    ``seed`` (or, without one, from the global generator that ``sg.manual_seed`` seeds), or
+    from ``rng`` when ``forward(x, rng=...)`` is given one. For bit-exact resumption either
+    pass ``rng`` or save ``self.generator.bit_generator.state``.
+    """
+
+    def __init__(self, p=0.5, seed=None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = float(p)
+        if seed is None:
+            seed = int(init.default_generator().integers(2 ** 63))
+        self.generator = numpy.random.default_rng(seed)
+
+    def forward(self, x, rng=None):
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return x * 0.0
+        keep = (rng or self.generator).random(x.shape) >= self.p
+        mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.p))
+        return x * backend.asarray(mask)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+# ---- activations and shapes -----------------------------------------------------------
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class LeakyReLU(Module):
+    """max(x, 0) + negative_slope min(x, 0)."""
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return F.leaky_relu(x, negative_slope=self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class Flatten(Module):
+    """Merge dims start_dim..end_dim into one: (N, C, H, W) -> (N, C*H*W) by default."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        shape = tuple(x.shape)
+        s, e = self.start_dim % len(shape), self.end_dim % len(shape)
+        if s > e:
+            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim "
+                             f"{self.end_dim} for input shape {shape}")
+        return F.reshape(x, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size``: Unflatten(1, (1, 28, 28)) maps
+    (N, 784) -> (N, 1, 28, 28)."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x):
+        shape = tuple(x.shape)
+        d = self.dim % len(shape)
+        sizes = self.unflattened_size
+        if -1 not in sizes and math.prod(sizes) != shape[d]:
+            raise ValueError(f"Unflatten: dim {self.dim} of input shape {shape} has size "
+                             f"{shape[d]}, which is not the product of {sizes}")
+        return F.reshape(x, shape[:d] + sizes + shape[d + 1:])
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

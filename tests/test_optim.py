@@ -1,0 +1,262 @@
+"""Optimisers against straightforward NumPy transcriptions of PyTorch's documented algorithms
+(float64, several steps), hand-computed first steps, param groups and state-dict round trips."""
+import numpy as np
+import pytest
+
+import scratchgen as sg
+from scratchgen import nn, optim
+
+
+# ---- reference updates (PyTorch's docs, written out plainly) ---------------------------
+def ref_sgd(ps, grads, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    ps = [p.copy() for p in ps]
+    bufs = [None] * len(ps)
+    for gs in grads:
+        for i, g in enumerate(gs):
+            g = g + weight_decay * ps[i]
+            if momentum:
+                bufs[i] = g.copy() if bufs[i] is None else momentum * bufs[i] + (1 - dampening) * g
+                g = g + momentum * bufs[i] if nesterov else bufs[i]
+            ps[i] = ps[i] - lr * g
+    return ps
+
+
+def ref_adam(ps, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+    b1, b2 = betas
+    ps = [p.copy() for p in ps]
+    m = [np.zeros_like(p) for p in ps]
+    v = [np.zeros_like(p) for p in ps]
+    vmax = [np.zeros_like(p) for p in ps]
+    for t, gs in enumerate(grads, start=1):
+        for i, g in enumerate(gs):
+            g = g + weight_decay * ps[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            m_hat = m[i] / (1 - b1 ** t)
+            if amsgrad:
+                vmax[i] = np.maximum(vmax[i], v[i])
+                v_hat = vmax[i] / (1 - b2 ** t)
+            else:
+                v_hat = v[i] / (1 - b2 ** t)
+            ps[i] = ps[i] - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return ps
+
+
+def ref_rmsprop(ps, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                centered=False):
+    ps = [p.copy() for p in ps]
+    sq = [np.zeros_like(p) for p in ps]
+    ga = [np.zeros_like(p) for p in ps]
+    buf = [np.zeros_like(p) for p in ps]
+    for gs in grads:
+        for i, g in enumerate(gs):
+            g = g + weight_decay * ps[i]
+            sq[i] = alpha * sq[i] + (1 - alpha) * g * g
+            s = sq[i]
+            if centered:
+                ga[i] = alpha * ga[i] + (1 - alpha) * g
+                s = s - ga[i] ** 2
+            step = g / (np.sqrt(s) + eps)
+            if momentum > 0:
+                buf[i] = momentum * buf[i] + step
+                step = buf[i]
+            ps[i] = ps[i] - lr * step
+    return ps
+
+
+CASES = [
+    (optim.SGD, ref_sgd, dict(lr=0.1)),
+    (optim.SGD, ref_sgd, dict(lr=0.1, momentum=0.9)),
+    (optim.SGD, ref_sgd, dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.01)),
+    (optim.SGD, ref_sgd, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)),
+    (optim.Adam, ref_adam, dict(lr=0.01)),
+    (optim.Adam, ref_adam, dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.1)),
+    (optim.Adam, ref_adam, dict(lr=0.01, amsgrad=True, weight_decay=0.01, eps=1e-3)),
+    (optim.RMSprop, ref_rmsprop, dict(lr=0.01)),
+    (optim.RMSprop, ref_rmsprop, dict(lr=0.01, centered=True)),
+    (optim.RMSprop, ref_rmsprop, dict(lr=0.01, momentum=0.9, weight_decay=0.1)),
+    (optim.RMSprop, ref_rmsprop, dict(lr=0.01, alpha=0.9, eps=1e-3, momentum=0.5,
+                                      centered=True)),
+]
+
+
+def problem(seed, steps=6):
+    rng = np.random.default_rng(seed)
+    p0 = [rng.normal(size=(3, 4)), rng.normal(size=(5,))]
+    # gradients of varying scale, so that the amsgrad maximum actually switches
+    grads = [[rng.normal(size=p.shape) * (1 + 2 * (t % 3 == 1)) for p in p0]
+             for t in range(steps)]
+    return p0, grads
+
+
+def run(cls, p0, grads, **kw):
+    ps = [nn.Parameter(p.copy()) for p in p0]
+    opt = cls(ps, **kw)
+    for gs in grads:
+        for p, g in zip(ps, gs):
+            p.grad = sg.tensor(g)
+        opt.step()
+    return ps, opt
+
+
+@pytest.mark.parametrize("cls,ref,kw", CASES, ids=lambda c: getattr(c, "__name__", str(c)))
+def test_matches_reference_formulas(cls, ref, kw):
+    p0, grads = problem(0)
+    ps, _ = run(cls, p0, grads, **kw)
+    for p, r in zip(ps, ref(p0, grads, **kw)):
+        assert p.dtype == np.float64
+        np.testing.assert_allclose(p.numpy(), r, rtol=1e-6, atol=1e-12)
+
+
+def test_hand_computed_steps():
+    def steps(cls, grads, **kw):
+        p = nn.Parameter(np.array([1.0]))
+        opt = cls([p], **kw)
+        out = []
+        for g in grads:
+            p.grad = sg.tensor(np.array([g], dtype=np.float64))
+            opt.step()
+            out.append(p.item())
+        return out
+
+    assert steps(optim.SGD, [1, 1], lr=0.1) == pytest.approx([0.9, 0.8])
+    # buf: 1, 1.9 -> p: 0.9, 0.71
+    assert steps(optim.SGD, [1, 1], lr=0.1, momentum=0.9) == pytest.approx([0.9, 0.71])
+    # nesterov: d = g + 0.9 buf: 1.9, 2.71 -> p: 0.81, 0.539
+    assert steps(optim.SGD, [1, 1], lr=0.1, momentum=0.9, nesterov=True) == pytest.approx(
+        [0.81, 0.539])
+    # weight decay: d = 1 + 0.5 * 1 = 1.5 -> 0.85
+    assert steps(optim.SGD, [1], lr=0.1, weight_decay=0.5) == pytest.approx([0.85])
+    # Adam's first step is lr * g / (|g| + eps) whatever the betas
+    assert steps(optim.Adam, [0.5], lr=0.1) == pytest.approx([1 - 0.1 * 0.5 / (0.5 + 1e-8)],
+                                                             rel=1e-12)
+    # second step, g = 0.5 then -1: m = 0.1*... by hand
+    m = 0.9 * 0.05 + 0.1 * -1  # -0.055
+    v = 0.999 * 0.00025 + 0.001 * 1  # 0.00124975
+    p2 = (1 - 0.1 * 0.5 / (0.5 + 1e-8)) - 0.1 * (m / 0.19) / (np.sqrt(v / (1 - 0.999 ** 2)) + 1e-8)
+    assert steps(optim.Adam, [0.5, -1], lr=0.1)[1] == pytest.approx(p2, rel=1e-12)
+    # RMSprop: s = 0.01 * 4 = 0.04, p = 1 - 0.01 * 2 / (0.2 + 1e-8)
+    assert steps(optim.RMSprop, [2], lr=0.01) == pytest.approx([1 - 0.02 / (0.2 + 1e-8)],
+                                                               rel=1e-12)
+    # centered: a = 0.02, s - a^2 = 0.0396
+    assert steps(optim.RMSprop, [2], lr=0.01, centered=True) == pytest.approx(
+        [1 - 0.02 / (np.sqrt(0.0396) + 1e-8)], rel=1e-12)
+
+
+def test_grads_none_are_skipped_and_grads_untouched():
+    a, b = nn.Parameter(np.ones(3)), nn.Parameter(np.ones(2))
+    opt = optim.Adam([a, b], lr=0.1, weight_decay=0.5)
+    g = np.array([1.0, -2.0, 3.0])
+    a.grad = sg.tensor(g.copy())
+    opt.step()
+    assert (b.numpy() == 1).all() and b not in opt.state and a in opt.state
+    np.testing.assert_array_equal(a.grad.numpy(), g)  # weight decay made a new array
+    opt.zero_grad()
+    assert a.grad is None
+    a.grad = sg.tensor(g.copy())
+    opt.zero_grad(set_to_none=False)
+    assert (a.grad.numpy() == 0).all()
+
+
+def test_float32_parameters_stay_float32_and_in_place():
+    lin = nn.Linear(4, 3)
+    w = lin.weight.data
+    for cls in (optim.SGD, optim.Adam, optim.RMSprop):
+        opt = cls(lin.parameters(), lr=0.01)
+        lin(sg.tensor(np.ones((2, 4), dtype=np.float32))).sum().backward()
+        opt.step()
+        lin.zero_grad()
+        assert lin.weight.data is w and w.dtype == np.float32
+
+
+def test_param_groups_have_their_own_options():
+    p0, grads = problem(1, steps=3)
+    a, b = nn.Parameter(p0[0].copy()), nn.Parameter(p0[1].copy())
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.01, "momentum": 0.5}], lr=0.1)
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["momentum"] == 0.0
+    assert opt.param_groups[1]["lr"] == 0.01
+    for gs in grads:
+        a.grad, b.grad = sg.tensor(gs[0]), sg.tensor(gs[1])
+        opt.step()
+    np.testing.assert_allclose(a.numpy(), ref_sgd([p0[0]], [[g[0]] for g in grads], lr=0.1)[0])
+    np.testing.assert_allclose(b.numpy(), ref_sgd([p0[1]], [[g[1]] for g in grads], lr=0.01,
+                                                  momentum=0.5)[0])
+    opt.param_groups[0]["lr"] = 0.0  # schedules edit the groups
+    a.grad = sg.tensor(np.ones_like(p0[0]))
+    before = a.numpy().copy()
+    opt.step()
+    np.testing.assert_array_equal(a.numpy(), before)
+
+
+def test_bad_arguments():
+    p = nn.Parameter(np.ones(2))
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="learning rate"):
+        optim.Adam([p], lr=-1)
+    with pytest.raises(ValueError, match="nesterov"):
+        optim.SGD([p], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="betas"):
+        optim.Adam([p], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="more than one place"):
+        optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
+    with pytest.raises(ValueError, match="unknown option"):
+        optim.SGD([{"params": [p], "betas": (0.9, 0.99)}], lr=0.1)
+    with pytest.raises(ValueError, match="not a leaf"):
+        optim.SGD([p * 2], lr=0.1)
+    with pytest.raises(TypeError, match="not a Tensor"):
+        optim.SGD([np.ones(2)], lr=0.1)
+
+
+@pytest.mark.parametrize("cls,ref,kw", [CASES[3], CASES[6], CASES[10]],
+                         ids=["SGD", "Adam", "RMSprop"])
+def test_state_dict_round_trip_continues_exactly(cls, ref, kw, tmp_path):
+    p0, grads = problem(2, steps=6)
+    full, _ = run(cls, p0, grads, **kw)
+    half, opt = run(cls, p0, grads[:3], **kw)
+    sg.save({"params": [p.data for p in half], "opt": opt.state_dict()}, tmp_path / "ck.npz")
+    ck = sg.load(tmp_path / "ck.npz")
+    ps = [nn.Parameter(np.zeros_like(p)) for p in p0]
+    for p, v in zip(ps, ck["params"]):
+        p.data[...] = v
+    opt2 = cls(ps, lr=123.0)  # options come back from the checkpoint
+    opt2.load_state_dict(ck["opt"])
+    assert opt2.param_groups[0]["lr"] == kw["lr"]
+    sd = opt2.state_dict()
+    assert list(sd["state"]) == [0, 1] and sd["param_groups"][0]["params"] == [0, 1]
+    for gs in grads[3:]:
+        for p, g in zip(ps, gs):
+            p.grad = sg.tensor(g)
+        opt2.step()
+    for p, q in zip(ps, full):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_loaded_state_is_a_copy():
+    p0, grads = problem(3, steps=4)
+    ps, opt = run(optim.Adam, p0, grads[:2], lr=0.01)
+    twin = [nn.Parameter(p.numpy().copy()) for p in ps]
+    opt2 = optim.Adam(twin, lr=0.01)
+    opt2.load_state_dict(opt.state_dict())  # in memory, no file in between
+    for gs in grads[2:]:
+        for p, q, g in zip(ps, twin, gs):
+            p.grad, q.grad = sg.tensor(g), sg.tensor(g)
+        opt.step()
+        opt2.step()
+    for p, q in zip(ps, twin):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_load_state_dict_mismatch_errors():
+    a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(3))
+    opt = optim.Adam([a, b])
+    a.grad, b.grad = sg.tensor(np.ones(2)), sg.tensor(np.ones(3))
+    opt.step()
+    sd = opt.state_dict()
+    with pytest.raises(ValueError, match="group 0 has 2 parameters in the checkpoint and 1"):
+        optim.Adam([a]).load_state_dict(sd)
+    with pytest.raises(ValueError, match="1 parameter groups, this optimiser 2"):
+        optim.Adam([{"params": [a]}, {"params": [b]}]).load_state_dict(sd)
+    with pytest.raises(ValueError, match=r"'exp_avg' of parameter 0 has shape \(2,\), the "
+                                         r"parameter \(3,\)"):
+        optim.Adam([b, a]).load_state_dict(sd)
