@@ -94,7 +94,9 @@ def is_array(a):
 
 
 def is_foreign_array(a):
-    return not isinstance(a, ndarray) and type(a).__module__.split(".")[0] in ("numpy", "cupy")
+    # NumPy scalars (what NumPy ufuncs return for 0-d inputs) mix with either backend's arrays.
+    return (not isinstance(a, (ndarray, numpy.generic))
+            and type(a).__module__.split(".")[0] in ("numpy", "cupy"))
 
 
 def synchronize():

@@ -163,6 +163,16 @@ def _sum_to(g, shape):
     return sum_to(g, shape)
 
 
+def _own(g, owned):
+    """A detached gradient that no other leaf shares and that is not a broadcast view, so
+    in-place edits of ``.grad`` (clipping, scaling) touch only that leaf."""
+    d = g.data
+    if id(d) in owned or 0 in d.strides:
+        d = d.copy()
+    owned.add(id(d))
+    return _Tensor._wrap(d)
+
+
 def _backprop(outputs, grad_outputs, targets, create_graph, retain_graph, accumulate_leaves):
     """Reverse sweep. Returns {id(target): grad Tensor} for ``targets`` (may be None: all leaves)."""
     T = _Tensor
@@ -183,6 +193,7 @@ def _backprop(outputs, grad_outputs, targets, create_graph, retain_graph, accumu
     for o, go in zip(outputs, grad_outputs):
         grads[id(o)] = go if id(o) not in grads else grads[id(o)] + go
     result = {}
+    owned = set()
     target_ids = None if targets is None else set(id(t) for t in targets)
     prev = _set_grad_enabled(create_graph)
     try:
@@ -196,7 +207,7 @@ def _backprop(outputs, grad_outputs, targets, create_graph, retain_graph, accumu
             if node is None:
                 if accumulate_leaves:
                     if t.grad is None:
-                        t.grad = g if create_graph else g.detach()
+                        t.grad = g if create_graph else _own(g, owned)
                     else:
                         t.grad = t.grad + g
                 continue

@@ -86,7 +86,13 @@ def _pow_vjp_a(g, ans, a, b):
     return mul(g, mul(b, pow(a, bm1)))
 
 
-pow.defvjp(_pow_vjp_a, lambda g, ans, a, b: mul(g, mul(ans, log(a))))
+def _pow_vjp_b(g, ans, a, b):
+    # a number base: a Python float log keeps ans's dtype (a NumPy float64 scalar would not)
+    la = float(xp.log(a)) if isinstance(a, (int, float)) else log(a)
+    return mul(g, mul(ans, la))
+
+
+pow.defvjp(_pow_vjp_a, _pow_vjp_b)
 
 
 # ---- transcendental -----------------------------------------------------------------

@@ -1,0 +1,489 @@
+"""The gradient-check table: every primitive, declared once as a :class:`Case`.
+
+A case's ``make(d)`` uses a :class:`Draw` ``d`` to choose a configuration (shapes, axes,
+strides, indices) and float64 values away from the function's kinks, and returns
+``(fn, arrays)``: ``fn`` takes one tensor per array and every array is checked. The tests
+(``tests/test_grad_properties.py``) drive the choices with hypothesis; ``scratchgen gradcheck``
+(``scratchgen.cli_gradcheck``) with a seeded NumPy Generator. Inputs stay small (<= ~60
+elements; conv inputs tiny): the checks take O(numel) forward evaluations per input.
+
+>>> import numpy as np, scratchgen as sg
+>>> from scratchgen.gradcases import CASES, Draw
+>>> fn, arrays = CASES["mul"].make(Draw(np.random.default_rng(0)))
+>>> sg.gradgradcheck(fn, [sg.tensor(a, requires_grad=True) for a in arrays])
+True
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+import scratchgen as sg
+import scratchgen.functional as F
+
+MARGIN = 1e-3  # distance kept from kinks and ties; the checks perturb by eps = 1e-6
+
+
+class Draw:
+    """Choices for one case instance. Structure comes from :meth:`int` (hypothesis overrides
+    it, so shrinking works on shapes and parameters); values come from ``self.rng``."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def int(self, lo, hi):
+        """An integer in [lo, hi]."""
+        return int(self.rng.integers(lo, hi + 1))
+
+    def choice(self, options):
+        return options[self.int(0, len(options) - 1)]
+
+    def bool(self):
+        return self.int(0, 1) == 1
+
+    # ---- shapes --------------------------------------------------------------------
+    def shape(self, min_rank=0, max_rank=3, max_side=4, max_size=60):
+        r = self.int(min_rank, max_rank)
+        shape = []
+        for _ in range(r):
+            room = max(1, min(max_side, max_size // max(1, int(np.prod(shape, dtype=int)))))
+            shape.append(self.int(1, room))
+        return tuple(shape)
+
+    def broadcast_shapes(self, n=2, max_rank=3):
+        """``n`` shapes that broadcast together: some leading dims dropped (rank
+        differences) and some dims set to 1."""
+        out = self.shape(0, max_rank, max_side=4, max_size=36)
+        shapes = []
+        for _ in range(n):
+            s = list(out[self.int(0, len(out)):] if out and self.int(0, 2) == 0 else out)
+            for i in range(len(s)):
+                if self.int(0, 2) == 0:
+                    s[i] = 1
+            shapes.append(tuple(s))
+        return shapes
+
+    # ---- values --------------------------------------------------------------------
+    def normal(self, shape, scale=1.0):
+        return scale * self.rng.standard_normal(shape)
+
+    def uniform(self, shape, lo, hi):
+        return self.rng.uniform(lo, hi, shape)
+
+    def away(self, shape, points=(0.0,), scale=1.0, margin=MARGIN):
+        """Normal values at least ``margin`` from each of ``points`` (kinks)."""
+        x = np.asarray(self.normal(shape, scale))
+        for _ in range(100):
+            bad = np.zeros(x.shape, bool)
+            for p in points:
+                bad |= np.abs(x - p) <= margin
+            if not bad.any():
+                return x
+            x[bad] = self.normal(int(bad.sum()), scale)
+        raise RuntimeError("could not draw values away from the kinks")
+
+    def distinct(self, shape, spacing=0.25):
+        """Values in random order with gaps >= spacing/2 (no ties, for max)."""
+        n = int(np.prod(shape, dtype=int))
+        v = (self.rng.permutation(n) - n / 2) * spacing + self.rng.uniform(0, spacing / 2, n)
+        return v.reshape(shape)
+
+    def signed(self, shape, lo=0.5, hi=2.0):
+        """|x| in [lo, hi] with a random sign (e.g. a divisor)."""
+        return self.uniform(shape, lo, hi) * self.rng.choice([-1.0, 1.0], size=shape)
+
+    def axis(self, ndim):
+        """None, an int (maybe negative) or a tuple of axes of an ``ndim``-D tensor."""
+        kind = self.int(0, 2) if ndim else 0
+        if kind == 0:
+            return None
+        if kind == 1:
+            return self.int(-ndim, ndim - 1)
+        return tuple(a for a in range(ndim) if self.bool()) or (self.int(0, ndim - 1),)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One gradient check: ``make(d) -> (fn, arrays)``; ``examples`` overrides the number of
+    hypothesis examples (None: the profile's)."""
+    name: str
+    make: Callable
+    examples: Optional[int] = None
+
+
+_CASES = []
+
+
+def case(name, examples=None):
+    def register(make):
+        _CASES.append(Case(name, make, examples))
+        return make
+    return register
+
+
+# ---- elementwise ----------------------------------------------------------------------
+def _binary(name, op, lhs=Draw.normal, rhs=Draw.normal):
+    @case(name)
+    def make(d):
+        sa, sb = d.broadcast_shapes(2)
+        return op, [lhs(d, sa), rhs(d, sb)]
+
+
+_binary("add", F.add)
+_binary("sub", F.sub)
+_binary("mul", F.mul)
+_binary("div", F.div, rhs=Draw.signed)
+_binary("pow", F.pow, lhs=lambda d, s: d.uniform(s, 0.5, 2.0), rhs=lambda d, s: d.uniform(s, -2, 2))
+_binary("operators", lambda a, b: (a + b) * a / (b * b + 1.0) - a ** 2)
+
+
+@case("pow_scalar")
+def _(d):
+    p = d.choice([2, 3, -1, 0.5, 2.5, -1.5])
+    x = d.signed(d.shape()) if isinstance(p, int) else d.uniform(d.shape(), 0.5, 2.0)
+    return (lambda a: F.pow(a, p)), [x]
+
+
+@case("rpow")  # number ** tensor
+def _(d):
+    base = d.choice([0.5, 2.0, 3.0])
+    return (lambda a: base ** a), [d.uniform(d.shape(), -2, 2)]
+
+
+def _unary(name, fn, values=lambda d, s: d.normal(s)):
+    @case(name)
+    def make(d):
+        return fn, [values(d, d.shape())]
+
+
+_unary("neg", F.neg)
+_unary("clone", lambda a: a.clone() * a)
+_unary("exp", F.exp, lambda d, s: d.uniform(s, -2, 2))
+_unary("log", F.log, lambda d, s: d.uniform(s, 0.2, 3))
+_unary("sqrt", F.sqrt, lambda d, s: d.uniform(s, 0.2, 3))
+_unary("abs", F.abs, lambda d, s: d.away(s))
+_unary("sigmoid", F.sigmoid, lambda d, s: d.normal(s, 3))
+_unary("tanh", F.tanh, lambda d, s: d.normal(s, 2))
+_unary("relu", F.relu, lambda d, s: d.away(s))
+_unary("softplus", F.softplus, lambda d, s: d.normal(s, 3))
+_unary("log_sigmoid", F.log_sigmoid, lambda d, s: d.normal(s, 3))
+_unary("square", F.square)
+
+
+@case("leaky_relu")
+def _(d):
+    slope = d.choice([0.01, 0.2, 0.5])
+    return (lambda a: F.leaky_relu(a, slope)), [d.away(d.shape())]
+
+
+def _apart(d, sa, sb):
+    """Two broadcastable arrays whose broadcast elements differ by more than MARGIN."""
+    for _ in range(100):
+        a, b = d.normal(sa), d.normal(sb)
+        if np.all(np.abs(np.subtract(a, b)) > MARGIN):
+            return a, b
+    raise RuntimeError("could not draw distinct values")
+
+
+for _name, _op in (("maximum", F.maximum), ("minimum", F.minimum)):
+    @case(_name)
+    def _(d, op=_op):
+        sa, sb = d.broadcast_shapes(2)
+        return op, list(_apart(d, sa, sb))
+
+
+@case("where")
+def _(d):
+    sc, sa, sb = d.broadcast_shapes(3)
+    cond = sg.tensor(d.rng.random(sc) < 0.5)
+    return (lambda a, b: F.where(cond, a, b)), [d.normal(sa), d.normal(sb)]
+
+
+@case("clip")
+def _(d):
+    lo, hi = d.choice([(-0.5, 0.7), (None, 0.3), (-0.2, None), (0.1, 0.2)])
+    pts = [p for p in (lo, hi) if p is not None]
+    return (lambda a: F.clip(a, lo, hi)), [d.away(d.shape(), pts)]
+
+
+# ---- reductions -----------------------------------------------------------------------
+def _reduction(name, fn, values=lambda d, s: d.normal(s), **extra):
+    @case(name)
+    def make(d):
+        x = values(d, d.shape(1, 3))
+        axis, keepdims = d.axis(x.ndim), d.bool()
+        kw = {k: d.choice(v) for k, v in extra.items()}
+        return (lambda a: fn(a, axis=axis, keepdims=keepdims, **kw)), [x]
+
+
+_reduction("sum", F.sum)
+_reduction("mean", F.mean)
+_reduction("var", F.var, unbiased=[False, True])
+_reduction("max", F.max, lambda d, s: d.distinct(s))
+_reduction("min", F.min, lambda d, s: d.distinct(s))
+_reduction("logsumexp", F.logsumexp, lambda d, s: d.normal(s, 3))
+
+
+@case("softmax")
+def _(d):
+    x = d.normal(d.shape(1, 3), 2)
+    ax = d.int(-x.ndim, x.ndim - 1)
+    return (lambda a: F.softmax(a, ax) * F.log_softmax(a, ax)), [x]
+
+
+# ---- shape ----------------------------------------------------------------------------
+@case("reshape")
+def _(d):
+    x = d.normal(d.shape(0, 3))
+    n = x.size
+    new = []
+    while n > 1 and len(new) < 3:
+        f = d.choice([k for k in range(1, n + 1) if n % k == 0])
+        new.append(f)
+        n //= f
+    new.append(n)
+    if d.bool():
+        new[d.int(0, len(new) - 1)] = -1
+    shape = tuple(int(v) for v in d.rng.permutation(new))
+    return (lambda a: F.reshape(a, shape)), [x]
+
+
+@case("permute")
+def _(d):
+    x = d.normal(d.shape(1, 4, max_side=3))
+    axes = tuple(int(a) for a in d.rng.permutation(x.ndim))
+    return (lambda a: F.permute(a, axes)), [x]
+
+
+@case("transpose")
+def _(d):
+    x = d.normal(d.shape(2, 3))
+    i, j = d.int(-x.ndim, x.ndim - 1), d.int(-x.ndim, x.ndim - 1)
+    return (lambda a: F.transpose(a, i, j)), [x]
+
+
+@case("broadcast_to")
+def _(d):
+    small, = d.broadcast_shapes(1)
+    lead = tuple(d.int(1, 3) for _ in range(d.int(0, 2)))
+    big = lead + tuple(s if s != 1 else d.int(1, 3) for s in small)
+    return (lambda a: F.broadcast_to(a, big)), [d.normal(small)]
+
+
+@case("sum_to")
+def _(d):
+    small, big = d.broadcast_shapes(2)
+    big = tuple(np.broadcast_shapes(small, big))
+    return (lambda a: F.sum_to(a, small)), [d.normal(big)]
+
+
+@case("concatenate")
+def _(d):
+    base = list(d.shape(1, 3, max_size=12))
+    axis = d.int(-len(base), len(base) - 1)
+    shapes = []
+    for _ in range(d.int(1, 3)):
+        s = list(base)
+        s[axis] = d.int(1, 3)
+        shapes.append(tuple(s))
+    return (lambda *xs: F.cat(xs, axis=axis)), [d.normal(s) for s in shapes]
+
+
+@case("stack")
+def _(d):
+    s = d.shape(0, 3, max_size=15)
+    axis = d.int(-len(s) - 1, len(s))
+    return (lambda *xs: F.stack(xs, axis=axis)), [d.normal(s) for _ in range(d.int(1, 3))]
+
+
+def _basic_index(d, shape):
+    """ints (maybe negative), up to two Nones, slices with steps +-1/2, maybe an Ellipsis."""
+    idx, dims, nones = [], 0, 0
+    while dims < len(shape):
+        n = shape[dims]
+        kind = d.int(0, 4) if nones < 2 else d.choice([0, 2, 3, 4])
+        if kind == 0:
+            idx.append(d.int(-n, n - 1))
+        elif kind == 1:
+            idx.append(None)
+            nones += 1
+            continue
+        elif kind == 2:
+            idx.append(slice(None))
+        else:
+            step = d.choice([1, 2, -1, -2])
+            a, b = d.int(-n, n), d.int(-n - 1, n)
+            idx.append(slice(a, b, step) if kind == 3 else slice(None, None, step))
+        dims += 1
+    full = [k for k, i in enumerate(idx) if i == slice(None)]
+    if full and d.bool():
+        idx[full[0]] = Ellipsis
+    return tuple(idx)
+
+
+@case("getitem_basic")
+def _(d):
+    x = d.normal(d.shape(1, 3, max_side=5))
+    idx = _basic_index(d, x.shape)
+    return (lambda a: a[idx]), [x]
+
+
+@case("getitem_fancy")
+def _(d):
+    x = d.normal(d.shape(1, 3, max_side=4))
+    ax = d.int(0, x.ndim - 1)
+    n = x.shape[ax]
+    picks = [d.int(-n, n - 1) for _ in range(d.int(1, 6))]  # repeats accumulate
+    if d.bool():
+        picks = [picks[0]] + picks  # a guaranteed repeat
+    idx = (slice(None),) * ax + (picks,)
+    if x.ndim > ax + 1 and d.bool():
+        m = x.shape[ax + 1]
+        idx += ([d.int(0, m - 1) for _ in picks],)  # two arrays broadcast together
+    return (lambda a: a[idx]), [x]
+
+
+@case("getitem_mask")
+def _(d):
+    x = d.normal(d.shape(1, 3))
+    mask = (d.rng.random(x.shape) < 0.5).tolist()
+    return (lambda a: a[sg.tensor(np.array(mask, dtype=bool))]), [x]
+
+
+@case("pad")
+def _(d):
+    x = d.normal(d.shape(1, 3, max_size=24))
+    kind = d.int(0, 2)
+    if kind == 0:
+        pw = d.int(0, 2)
+    elif kind == 1:
+        pw = (d.int(0, 2), d.int(0, 2))
+    else:
+        pw = tuple((d.int(0, 2), d.int(0, 2)) for _ in range(x.ndim))
+    value = d.choice([0.0, -1.5])
+    return (lambda a: F.pad(a, pw, value=value) ** 2), [x]
+
+
+# ---- linear algebra ------------------------------------------------------------------
+@case("matmul")
+def _(d):
+    m, k, n = d.int(1, 4), d.int(1, 4), d.int(1, 4)
+    kind = d.int(0, 6)
+    if kind == 0:
+        sa, sb = (m, k), (k, n)
+    elif kind == 1:
+        b = d.int(1, 3)
+        sa, sb = (b, m, k), (b, k, n)
+    elif kind == 2:  # broadcast batch dims, different ranks
+        ba, bb = d.broadcast_shapes(2, max_rank=2)
+        sa, sb = ba + (m, k), bb + (k, n)
+    elif kind == 3:
+        sa, sb = (k,), d.shape(0, 1, max_side=2) + (k, n)
+    elif kind == 4:
+        sa, sb = d.shape(0, 1, max_side=2) + (m, k), (k,)
+    elif kind == 5:
+        sa, sb = (k,), (k,)
+    else:
+        sa, sb = (1, m, k), (2, k, n)
+    return F.matmul, [d.normal(sa), d.normal(sb)]
+
+
+@case("linear")
+def _(d):
+    i, o = d.int(1, 4), d.int(1, 4)
+    lead = d.choice([(), (d.int(1, 3),), (d.int(1, 3), d.int(1, 3))])
+    arrays = [d.normal(lead + (i,)), d.normal((o, i))]
+    if d.bool():
+        arrays.append(d.normal((o,)))
+    return F.linear, arrays
+
+
+# ---- convolution (tiny: every element is perturbed) -----------------------------------
+def _conv_geometry(d):
+    k = (d.int(1, 5), d.int(1, 5))
+    s = (d.int(1, 3), d.int(1, 3))
+    p = (d.int(0, 2), d.int(0, 2))
+    return k, s, p
+
+
+def _batch_channels(d, hw, limit=60):
+    """(n, c) with n * c * h * w kept near ``limit``."""
+    n, c = d.int(1, 2), d.int(1, 2)
+    while n * c * hw[0] * hw[1] > limit and n * c > 1:
+        n, c = (1, c) if n > 1 else (n, 1)
+    return n, c
+
+
+def _conv_input_hw(d, k, p):
+    return tuple(max(1, k[i] - 2 * p[i]) + d.int(0, 2) for i in (0, 1))
+
+
+@case("conv2d")
+def _(d):
+    k, s, p = _conv_geometry(d)
+    hw = _conv_input_hw(d, k, p)
+    (n, c), o = _batch_channels(d, hw), d.int(1, 2)
+    arrays = [d.normal((n, c) + hw), d.normal((o, c) + k)]
+    bias = d.bool()
+    if bias:
+        arrays.append(d.normal((o,)))
+    return (lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, stride=s, padding=p)), arrays
+
+
+def _conv_t_geometry(d):
+    k, s, p = _conv_geometry(d)
+    op = (d.int(0, s[0] - 1), d.int(0, s[1] - 1))
+    hw = []
+    for i in (0, 1):
+        h = d.int(1, 3)
+        while (h - 1) * s[i] - 2 * p[i] + k[i] + op[i] < 1:
+            h += 1
+        hw.append(h)
+    return k, s, p, op, tuple(hw)
+
+
+@case("conv_transpose2d")
+def _(d):
+    k, s, p, op, hw = _conv_t_geometry(d)
+    (n, c), o = _batch_channels(d, hw), d.int(1, 2)
+    arrays = [d.normal((n, c) + hw), d.normal((c, o) + k)]
+    if d.bool():
+        arrays.append(d.normal((o,)))
+    return (lambda x, w, *b: F.conv_transpose2d(x, w, b[0] if b else None, stride=s, padding=p,
+                                                output_padding=op)), arrays
+
+
+@case("conv2d_weight_grad")
+def _(d):
+    k, s, p = _conv_geometry(d)
+    hw = _conv_input_hw(d, k, p)
+    (n, c), o = _batch_channels(d, hw), d.int(1, 2)
+    out = tuple((hw[i] + 2 * p[i] - k[i]) // s[i] + 1 for i in (0, 1))
+    return (lambda x, gy: F.conv2d_weight_grad(x, gy, k, s, p)), \
+        [d.normal((n, c) + hw), d.normal((n, o) + out)]
+
+
+# ---- losses --------------------------------------------------------------------------
+@case("binary_cross_entropy_with_logits")
+def _(d):
+    s = d.shape(0, 3)
+    red = d.choice(["mean", "sum", "none"])
+    return (lambda l, t: F.binary_cross_entropy_with_logits(l, t, reduction=red)), \
+        [d.normal(s, 3), d.uniform(s, 0, 1)]
+
+
+@case("mse_loss")
+def _(d):
+    s = d.shape(0, 3)
+    red = d.choice(["mean", "sum", "none"])
+    return (lambda x, t: F.mse_loss(x, t, reduction=red)), [d.normal(s), d.normal(s)]
+
+
+CASES = {c.name: c for c in _CASES}
+
+
+def instance(case, d, dtype=np.float64):
+    """``(fn, inputs)``: the case's function and fresh leaf tensors requiring grad."""
+    fn, arrays = case.make(d)
+    return fn, tuple(sg.tensor(np.array(a, dtype=dtype, order="C"), requires_grad=True)
+                     for a in arrays)
