@@ -42,6 +42,11 @@ class Task:
         """Hyperparameters and their defaults (all JSON-serialisable)."""
         return {}
 
+    @classmethod
+    def defaults_for(cls, dataset):
+        """``defaults()`` adjusted for a dataset (e.g. a smaller batch on MNIST)."""
+        return cls.defaults()
+
     def __init__(self, config, data):
         self.config = config
         self.data = data

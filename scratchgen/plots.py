@@ -1,0 +1,233 @@
+"""Figures as PNG files: image grids, 2-D scatter plots, metric curves.
+
+Host-side only (NumPy in, file out), matplotlib's Agg backend (no display needed). Every
+function takes the output ``path``, writes it atomically (a temporary file, then a rename),
+closes its figure and returns the path. Figure sizes are exact, so the pixel size of a PNG
+is known in advance (documented per function).
+
+>>> import numpy as np, tempfile, os
+>>> from scratchgen import plots
+>>> d = tempfile.mkdtemp()
+>>> p = plots.image_grid(np.zeros((4, 1, 28, 28)), os.path.join(d, "g.png"), scale=1)
+>>> import matplotlib.image; matplotlib.image.imread(p).shape[:2]   # 2 x 2 grid, 2-px gaps
+(62, 62)
+"""
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DPI = 100
+TITLE_PX = 24  # height of the title strip above an image grid
+
+
+def save_figure(fig, path):
+    """Save ``fig`` as PNG at ``path`` (parents created, atomic rename), close it, return ``Path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=DPI, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- image grids
+
+def _as_images(images):
+    """(n, H, W) / (n, 1, H, W) / (n, 3, H, W) -> float (n, H, W, C) in [0, 1]."""
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or len(x) == 0:
+        raise ValueError(f"images must have shape (n, H, W) or (n, C, H, W) with C in (1, 3) "
+                         f"and n >= 1, got {np.shape(images)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("images contain NaN or infinite values")
+    if x.min() < 0:  # [-1, 1] (tanh outputs)
+        x = (x + 1) / 2
+    elif x.max() > 1.0 + 1e-6:  # raw 0..255 pixels
+        x = x / 255.0
+    return np.clip(x, 0, 1).transpose(0, 2, 3, 1)
+
+
+def tile(images, nrow=None, padding=2, pad_value=1.0):
+    """Images tiled into one (rows·(H+p)+p, nrow·(W+p)+p, C) array, ``nrow`` images per row
+    (default ``ceil(sqrt(n))``), separated by ``padding`` pixels of ``pad_value``."""
+    x = _as_images(images)
+    n, h, w, c = x.shape
+    nrow = int(nrow) if nrow else math.ceil(math.sqrt(n))
+    if nrow < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    rows = math.ceil(n / nrow)
+    p = int(padding)
+    grid = np.full((rows * (h + p) + p, nrow * (w + p) + p, c), float(pad_value))
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        grid[p + r * (h + p):p + r * (h + p) + h, p + k * (w + p):p + k * (w + p) + w] = x[i]
+    return grid
+
+
+def image_grid(images, path, nrow=None, title=None, scale=None, padding=2):
+    """Save ``images`` as a grid (see :func:`tile`). Values in [0, 1], [-1, 1] (any negative
+    value) or 0..255 are mapped to [0, 1]; one channel is drawn in grey.
+
+    Pixel size: the tiled array times ``scale`` (default: the smallest integer making the
+    width >= 400 px), plus a ``TITLE_PX``-high strip on top when ``title`` is given.
+    """
+    grid = tile(images, nrow=nrow, padding=padding)
+    gh, gw = grid.shape[:2]
+    scale = int(scale) if scale else max(1, math.ceil(400 / gw))
+    top = TITLE_PX if title else 0
+    w, h = gw * scale, gh * scale + top
+    fig = plt.figure(figsize=(w / DPI, h / DPI), dpi=DPI)
+    ax = fig.add_axes([0, 0, 1, gh * scale / h])
+    ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    if title:
+        fig.text(0.5, 1 - (top / 2) / h, str(title), ha="center", va="center", fontsize=10)
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- 2-D points
+
+def _point_sets(points):
+    if isinstance(points, dict):
+        items = list(points.items())
+    elif isinstance(points, (list, tuple)) and points and np.ndim(points[0]) == 2:
+        items = [(None, p) for p in points]
+    else:
+        items = [(None, points)]
+    out = []
+    for label, p in items:
+        p = np.asarray(p, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != 2:
+            what = f"points {label!r}" if label is not None else "points"
+            raise ValueError(f"{what} must have shape (n, 2), got {p.shape}")
+        out.append((label, p))
+    return out
+
+
+def scatter2d(points, path, title=None, lim=None, size=(5, 5), s=3, alpha=0.5,
+              contour=None, contour_label=None):
+    """Scatter plot of 2-D points: an (n, 2) array, a list of them, or a dict label -> (n, 2)
+    (one colour and legend entry each; draw the data first, the model's samples after).
+
+    ``lim``: ``(lo, hi)`` for both axes or ``((xlo, xhi), (ylo, yhi))``; default: the points'
+    range (non-finite points ignored) plus 10%. ``contour=(X, Y, Z)`` draws filled contours of
+    ``Z`` on the grid ``X, Y`` underneath (a critic's values, a log density), with a colour bar.
+    Pixel size: ``size`` (inches) x 100.
+    """
+    sets = _point_sets(points)
+    fig = plt.figure(figsize=size, dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    if contour is not None:
+        X, Y, Z = (np.asarray(a, dtype=np.float64) for a in contour)
+        cs = ax.contourf(X, Y, Z, levels=20, cmap="viridis", alpha=0.6)
+        cb = fig.colorbar(cs, ax=ax, fraction=0.046, pad=0.04)
+        if contour_label:
+            cb.set_label(contour_label)
+    for label, p in sets:
+        ax.scatter(p[:, 0], p[:, 1], s=s, alpha=alpha, label=label, linewidths=0)
+    if lim is None:
+        allp = np.concatenate([p for _, p in sets]) if sets else np.zeros((0, 2))
+        allp = allp[np.all(np.isfinite(allp), axis=1)]
+        if len(allp):
+            lo, hi = allp.min(0), allp.max(0)
+            pad = 0.1 * np.maximum(hi - lo, 1e-3)
+            lim = ((lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1]))
+    if lim is not None:
+        lim = np.asarray(lim, dtype=np.float64)
+        xl, yl = (lim, lim) if lim.ndim == 1 else lim
+        ax.set_xlim(*xl)
+        ax.set_ylim(*yl)
+    ax.set_aspect("equal", adjustable="box")
+    if any(label is not None for label, _ in sets):
+        ax.legend(loc="upper right", markerscale=3, fontsize=8)
+    if title:
+        ax.set_title(str(title), fontsize=10)
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- metric curves
+
+RESERVED_KEYS = ("step", "time", "kind", "it_s")
+
+
+def read_metrics(path):
+    """Lines of a ``metrics.jsonl`` as dicts (blank lines skipped; a torn last line — a run
+    killed mid-write — is ignored; any other unparsable line names the file and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics file not found: {path}")
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines):
+                break
+            raise ValueError(f"{path}:{i}: not a JSON line ({e})") from e
+    return out
+
+
+def metric_curves(metrics_path, path, keys=None, title=None, ncols=3):
+    """One subplot per metric of ``metrics.jsonl`` against ``step``: training lines (``kind``
+    ``'train'``) as a line, evaluation lines (``'eval'``) as markers. ``keys``: the metrics to
+    draw (default: every numeric key, in order of appearance).
+
+    Pixel size: ``(400·c, 300·r)`` for ``c = min(ncols, k)`` columns and ``r = ceil(k / c)``
+    rows of ``k`` subplots (``k = 1`` when there is nothing to draw).
+    """
+    records = read_metrics(metrics_path)
+    if keys is None:
+        keys = []
+        for rec in records:
+            for k, v in rec.items():
+                if (k not in RESERVED_KEYS and k not in keys and isinstance(v, (int, float))
+                        and not isinstance(v, bool)):
+                    keys.append(k)
+    keys = list(keys)
+    k = max(1, len(keys))
+    c = min(int(ncols), k)
+    r = math.ceil(k / c)
+    fig = plt.figure(figsize=(4 * c, 3 * r), dpi=DPI)
+    if not keys:
+        fig.text(0.5, 0.5, f"no metrics logged in {Path(metrics_path).name}", ha="center")
+        return save_figure(fig, path)
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(r, c, i + 1)
+        for kind, style in (("train", dict(lw=1)), ("eval", dict(marker="o", ms=3, lw=1))):
+            pts = [(rec["step"], rec[key]) for rec in records
+                   if rec.get("kind", "train") == kind and isinstance(rec.get(key), (int, float))
+                   and "step" in rec]
+            if pts:
+                s, v = np.array(pts, dtype=np.float64).T
+                ax.plot(s, v, label=kind, **style)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(ax.lines) > 1:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(str(title), fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
