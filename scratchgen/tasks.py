@@ -15,8 +15,13 @@ def register(cls):
 
 
 def get_task(name):
-    # Importing the model package registers its tasks.
+    """The task class registered as ``name``. The built-in models register on import;
+    ``$SCRATCHGEN_PLUGINS`` (comma-separated module names) adds tasks of your own."""
+    import importlib
+    import os
     import scratchgen.models  # noqa: F401
+    for mod in filter(None, os.environ.get("SCRATCHGEN_PLUGINS", "").split(",")):
+        importlib.import_module(mod.strip())
     if name not in TASKS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(TASKS))}")
     return TASKS[name]
