@@ -29,7 +29,7 @@ TITLE_PX = 24  # height of the title strip above an image grid
 
 
 def save_figure(fig, path):
-    """Save ``fig`` as PNG at ``path`` (parents created, atomic rename), close it, return ``Path``."""
+    """Save ``fig`` as PNG at ``path`` (parents made, atomic rename), close it; the ``Path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)

@@ -14,16 +14,25 @@ def register(cls):
     return cls
 
 
-def get_task(name):
-    """The task class registered as ``name``. The built-in models register on import;
-    ``$SCRATCHGEN_PLUGINS`` (comma-separated module names) adds tasks of your own."""
+def task_names():
+    """Names of the registered tasks: the built-in models (registered on import) and those of
+    the modules named in ``$SCRATCHGEN_PLUGINS`` (comma-separated), sorted."""
     import importlib
     import os
     import scratchgen.models  # noqa: F401
     for mod in filter(None, os.environ.get("SCRATCHGEN_PLUGINS", "").split(",")):
-        importlib.import_module(mod.strip())
+        try:
+            importlib.import_module(mod.strip())
+        except ImportError as e:
+            raise ValueError(f"SCRATCHGEN_PLUGINS: cannot import {mod.strip()!r} ({e})") from e
+    return sorted(TASKS)
+
+
+def get_task(name):
+    """The task class registered as ``name`` (see :func:`task_names`)."""
+    names = task_names()
     if name not in TASKS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(TASKS))}")
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(names)}")
     return TASKS[name]
 
 
@@ -34,6 +43,10 @@ class Task:
     uninterrupted one bit for bit.
 
     ``config``: the run's hyperparameters, ``defaults()`` updated with the user's options.
+    The harness reads three of them when present: ``batch_size`` (of ``data.batch_at``),
+    ``preprocess`` (of images: a :data:`scratchgen.data.PREPROCESS` mode; default
+    ``'symmetric'``, i.e. [-1, 1]) and ``seed`` (set to the run's seed); ``--batch-size`` and
+    ``--lr`` need the keys ``batch_size`` and ``lr``.
     ``data``: a :class:`scratchgen.trainer.DataSource` built by the harness (train batches by
     step, the held-out set, the dataset's metadata).
     """

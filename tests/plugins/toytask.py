@@ -47,7 +47,8 @@ class ToyRegression(Task):
         return {"mse": value}
 
     def evaluate(self, rng):
-        x = self.data.held_out[:200].astype(np.float32)
+        held = self.data.held_out  # toy points, or (points, labels) of a finite set
+        x = (held[0] if isinstance(held, tuple) else held)[:200].astype(np.float32)
         with sg.no_grad():
             pred = self.net(sg.tensor(x)).numpy()
         return {"held_out_mse": float(np.mean((pred - np.sin(x[:, :1] * 3)) ** 2))}

@@ -1,0 +1,163 @@
+"""The ``scratchgen`` command: subcommands, exit codes, one-line errors, signals, --backend."""
+import json
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scratchgen as sg
+from scratchgen import cli, trainer
+from scratchgen.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent / "plugins"))
+from harness import checkpoint_state, cli_process, run_toy  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def toy_task(monkeypatch):
+    monkeypatch.setenv("SCRATCHGEN_PLUGINS", "toytask")
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    return run_toy(tmp_path_factory.mktemp("cli") / "run", 4)
+
+
+def error_of(capsys, argv, code=2):
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("sub", [[], ["train"], ["eval"], ["sample"], ["gradcheck"], ["bench"]])
+def test_help_of_every_subcommand(sub, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(sub + ["--help"])
+    assert e.value.code == 0
+    assert "usage: scratchgen" in capsys.readouterr().out
+
+
+def test_bad_names_list_the_choices(capsys):
+    err = error_of(capsys, ["train", "nosuchmodel"])
+    assert "unknown model 'nosuchmodel'" in err and "wgan-gp" in err and "vae" in err
+    err = error_of(capsys, ["train", "wgan-gp", "--dataset", "nosuchdata", "--steps", "1"])
+    assert "nosuchdata" in err and "8gaussians" in err and "mnist" in err
+    err = error_of(capsys, ["train", "toy-regression", "--set", "nosuchkey=1", "--steps", "1"])
+    assert "nosuchkey" in err and "width" in err
+    err = error_of(capsys, ["train"])
+    assert "toy-regression" in err and "--resume" in err
+    for argv in (["--backend", "bogus", "gradcheck"], ["gradcheck", "--backend", "bogus"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "'bogus'" in err and "cpu" in err and "cuda" in err
+    assert "'nosuchcase'" in error_of(capsys, ["gradcheck", "nosuchcase"])
+
+
+def test_bad_paths_name_the_path(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert str(missing) in error_of(capsys, ["eval", str(missing)])
+    assert str(missing) in error_of(capsys, ["sample", str(missing), "-o", "x.png"])
+    assert str(missing) in error_of(capsys, ["train", "--resume", str(missing)])
+    err = error_of(capsys, ["train", "--resume", str(tmp_path)])
+    assert "config.json" in err and str(tmp_path) in err
+    npy = tmp_path / "nope.npy"
+    assert str(npy) in error_of(capsys, ["train", "toy-regression", "--dataset", str(npy)])
+    err = error_of(capsys, ["train", "toy-regression", "--data-dir", str(missing),
+                            "--out", str(tmp_path / "never")])
+    assert str(missing) in err
+
+
+def test_resume_errors(toy_run, tmp_path, capsys):
+    err = error_of(capsys, ["train", "--resume", str(toy_run), "--lr", "0.1", "--seed", "2"])
+    assert "--lr, --seed" in err and "config.json" in err
+    assert "not both" in error_of(capsys, ["train", "toy-regression", "--resume", str(toy_run)])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text((toy_run / "config.json").read_text())
+    err = error_of(capsys, ["train", "--resume", str(empty)])
+    assert "no checkpoint" in err and str(empty) in err
+
+
+def test_unreadable_checkpoint_names_the_file(tmp_path, capsys):
+    d = run_toy(tmp_path / "c", 5)
+    ck = trainer.latest_checkpoint(d)
+    ck.write_bytes(ck.read_bytes()[:100])
+    assert str(ck) in error_of(capsys, ["eval", str(d)])
+
+
+def test_eval_writes_eval_json_and_plots(toy_run, capsys):
+    assert main(["eval", str(toy_run)]) == 0
+    out = capsys.readouterr().out
+    ev = json.loads((toy_run / "eval.json").read_text())
+    assert ev["step"] == 4 and "held_out_mse" in ev and "held_out_mse" in out
+    assert (toy_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # the same numbers as the run's own final evaluation (same step, same stream)
+    last = [json.loads(ln) for ln in (toy_run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["kind"] == "eval" and last["held_out_mse"] == ev["held_out_mse"]
+    assert "'nosuch'" in error_of(capsys, ["eval", str(toy_run), "--set", "nosuch=1"])
+
+
+def test_sample_writes_npy_and_png_and_rejects_other_extensions(toy_run, tmp_path, capsys):
+    assert main(["sample", str(toy_run), "-n", "5", "-o", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (5, 2)
+    assert main(["sample", str(toy_run), "-n", "50", "-o", str(tmp_path / "d" / "s.png")]) == 0
+    assert (tmp_path / "d" / "s.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    err = error_of(capsys, ["sample", str(toy_run), "-n", "4", "-o", str(tmp_path / "x.jpg")])
+    assert "'.jpg'" in err and ".png" in err and ".npy" in err
+    assert "-n" in error_of(capsys, ["sample", str(toy_run), "-n", "0", "-o", "x.npy"])
+
+
+def test_set_values_are_json():
+    assert cli._kv("hidden=[400, 400]") == ("hidden", [400, 400])
+    assert cli._kv("lr=1e-3") == ("lr", 1e-3)
+    assert cli._kv("loss=minimax") == ("loss", "minimax")
+    with pytest.raises(Exception, match="key=value"):
+        cli._kv("lr")
+
+
+def test_gradcheck_one_case(capsys):
+    assert main(["gradcheck", "exp"]) == 0
+    out = capsys.readouterr().out
+    assert "exp" in out and "float64" in out
+
+
+def test_bench_without_a_checkout_says_where_it_is_expected(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "bench_script", lambda: tmp_path / "benchmarks" / "workloads.py")
+    err = error_of(capsys, ["bench", "--only", "W1"])
+    assert str(tmp_path / "benchmarks" / "workloads.py") in err
+
+
+def test_backend_option_takes_effect(tmp_path, monkeypatch):
+    """The backend is fixed at import, so the command re-runs itself with the other one."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "plugins"))
+    other = "numpy" if sg.backend.name != "numpy" else "cpu"
+    assert main(["--backend", other, "train", "toy-regression", "--steps", "2",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["backend"] == other
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_checkpoint_and_resume_works(tmp_path, sig, code):
+    out = tmp_path / "s"
+    p = cli_process(["train", "toy-regression", "--steps", "100000", "--out", str(out),
+                     "--ckpt-every", "100000", "--set", "sleep=0.01"])
+    line = p.stdout.readline()  # the first progress line
+    assert line.startswith("step "), line + p.communicate()[1]
+    p.send_signal(sig)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == code, stderr
+    assert "checkpoint saved" in stderr and f"--resume {out}" in stderr
+    assert "Traceback" not in stderr
+    step, *_ = checkpoint_state(out)
+    assert 0 < step < 100000
+    r = cli_process(["train", "--resume", str(out), "--steps", str(step + 3)])
+    stdout, stderr = r.communicate(timeout=120)
+    assert r.returncode == 0, stderr
+    assert checkpoint_state(out)[0] == step + 3
+    assert f"run directory: {out}" in stdout and "curves.png" in stdout
