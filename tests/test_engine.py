@@ -446,3 +446,10 @@ def test_leaf_grads_are_private_writable_arrays():
     sg.functional.broadcast_to(w.sum(), (4,)).sum().backward()
     w.grad.data *= 2.0
     np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 3), 8.0))
+
+
+def test_unary_methods_bind_like_pytorch():
+    x = sg.tensor(np.array([0.5, 2.0]))
+    for name in ("exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "softplus"):
+        np.testing.assert_allclose(getattr(x, name)().numpy(),
+                                   getattr(sg.functional, name)(x).numpy())

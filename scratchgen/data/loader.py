@@ -91,9 +91,15 @@ class BatchLoader:
 
     def epoch_order(self, epoch):
         """Example indices of ``epoch`` in visiting order."""
+        cached = getattr(self, "_order", None)
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
         if not self.shuffle:
-            return np.arange(len(self.data))
-        return np.random.default_rng([self.seed, int(epoch), 0]).permutation(len(self.data))
+            order = np.arange(len(self.data))
+        else:
+            order = np.random.default_rng([self.seed, int(epoch), 0]).permutation(len(self.data))
+        self._order = (epoch, order)  # one permutation per epoch, not per batch
+        return order
 
     def get_batch(self, epoch, index):
         """Batch ``index`` (0-based) of ``epoch``."""
