@@ -3,7 +3,7 @@
 >>> import scratchgen as sg
 >>> x = sg.tensor([0.5, -1.0], requires_grad=True)
 >>> sg.functional.softplus(x).sum().backward()
->>> x.grad.numpy().round(4).tolist()
+>>> [round(v, 4) for v in x.grad.tolist()]
 [0.6225, 0.2689]
 """
 __version__ = "0.1.0"

@@ -113,10 +113,12 @@ class Tensor:
         graph.backward(self, grad, retain_graph, create_graph)
 
     def __repr__(self):
-        body = repr(self.numpy()).replace("array(", "tensor(", 1)
-        if self.requires_grad:
-            body = body[:-1] + ", requires_grad=True)"
-        return body
+        import numpy
+        a = self.numpy()
+        body = numpy.array2string(a, separator=", ", prefix="tensor(")
+        extra = "" if a.dtype == numpy.float32 else f", dtype={a.dtype}"
+        extra += ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({body}{extra})"
 
     def __bool__(self):
         if self.data.size != 1:
