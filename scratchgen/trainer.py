@@ -1,8 +1,8 @@
 """The training harness shared by every model: data, seeded randomness, run directory,
 logging, checkpoints, resume, signals, evaluation and plots.
 
->>> run_dir = run("wgan-gp", dataset="8gaussians", steps=2000)     # doctest: +SKIP
->>> run_dir = run(resume=run_dir, steps=4000)                        # doctest: +SKIP
+    run_dir = run("wgan-gp", dataset="8gaussians", steps=2000)
+    run_dir = run(resume=run_dir, steps=4000)
 
 A run directory holds
 
