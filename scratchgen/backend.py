@@ -99,6 +99,14 @@ def is_foreign_array(a):
             and type(a).__module__.split(".")[0] in ("numpy", "cupy"))
 
 
+def errstate(**kw):
+    """Floating-point warning control (NumPy's errstate; CuPy does not warn)."""
+    if on_gpu:
+        import contextlib
+        return contextlib.nullcontext()
+    return numpy.errstate(**kw)
+
+
 def synchronize():
     """Wait for queued device work (a no-op on the CPU backends); for timing."""
     if on_gpu:

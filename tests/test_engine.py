@@ -1,4 +1,5 @@
 """The autodiff engine on small hand-computed cases: exact values, errors, graph bookkeeping."""
+import warnings
 import math
 import os
 import subprocess
@@ -453,3 +454,26 @@ def test_unary_methods_bind_like_pytorch():
     for name in ("exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "softplus"):
         np.testing.assert_allclose(getattr(x, name)().numpy(),
                                    getattr(sg.functional, name)(x).numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_extremes_are_exact_limits_without_warnings(dtype):
+    x = sg.tensor(np.array([-1e4, -30.0, 0.0, 30.0, 1e4], dtype=dtype), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = sg.functional.sigmoid(x)
+        s.sum().backward()
+    from scipy.special import expit
+    expected = expit(np.array([-1e4, -30.0, 0.0, 30.0, 1e4], dtype=dtype))
+    np.testing.assert_allclose(s.numpy(), expected, rtol=1e-6, atol=0)
+    assert np.all(np.isfinite(x.grad.numpy()))
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2, 1.0, 1.5, -0.5])
+def test_leaky_relu_any_slope(slope):
+    a = np.array([-2.0, -0.5, 0.5, 3.0])
+    x = sg.tensor(a, requires_grad=True)
+    y = sg.functional.leaky_relu(x, slope)
+    y.sum().backward()
+    np.testing.assert_allclose(y.numpy(), np.where(a > 0, a, slope * a))
+    np.testing.assert_allclose(x.grad.numpy(), np.where(a > 0, 1.0, slope))

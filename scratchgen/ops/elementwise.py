@@ -131,10 +131,12 @@ abs.defvjp(lambda g, ans, a: mul(g, xp.sign(_data(a))))
 
 @primitive
 def sigmoid(a):
-    """1/(1+e^-a), evaluated without overflow; d/da = s(1-s)."""
-    e = xp.exp(-xp.abs(a))
-    r = 1 / (1 + e)
-    return xp.where(a >= 0, r, e * r)
+    """1/(1+e^-a); d/da = s(1-s). Where e^-a overflows to inf the result is the exact limit 0,
+    and for very negative a it keeps full relative precision (no 1 - e^a cancellation)."""
+    with backend.errstate(over="ignore"):
+        r = xp.asarray(xp.exp(-a))
+    r += 1
+    return xp.reciprocal(r, out=r)
 
 
 sigmoid.defvjp(lambda g, ans, a: mul(g, mul(ans, sub(1, ans))))
@@ -177,11 +179,22 @@ relu.defvjp(lambda g, ans, a: mul(g, _mask(_data(ans) > 0, _data(ans))))
 
 @primitive
 def leaky_relu(a, negative_slope=0.01):
+    """max(a, s a) for 0 <= s <= 1 (a branch-free form of where(a > 0, a, s a))."""
+    if 0 <= negative_slope <= 1:
+        y = xp.asarray(a * negative_slope)
+        return xp.maximum(a, y, out=y)
     return xp.where(a > 0, a, a * negative_slope)
 
 
-leaky_relu.defvjp(lambda g, ans, a, negative_slope=0.01: mul(
-    g, xp.where(_data(a) > 0, 1, negative_slope).astype(_data(a).dtype)))
+def _leaky_vjp(g, ans, a, negative_slope=0.01):
+    a = _data(a)
+    m = (a > 0).astype(a.dtype)  # constant mask: 1 where a > 0, else the slope
+    m *= 1 - negative_slope
+    m += negative_slope
+    return mul(g, m)
+
+
+leaky_relu.defvjp(_leaky_vjp)
 
 
 @primitive
