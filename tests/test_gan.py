@@ -1,0 +1,241 @@
+"""GAN / WGAN / WGAN-GP models and tasks: W2's DCGAN shapes, weight clipping, the gradient
+penalty on nn critics, evaluation on hand-made generators, short training smoke runs."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scratchgen as sg
+from scratchgen import nn
+from scratchgen.losses import adversarial as A
+from scratchgen.models import gan as G
+from scratchgen.tasks import get_task
+from scratchgen.trainer import DataSource
+
+
+def toy_task(name, dataset="8gaussians", seed=0, **config):
+    cls = get_task(name)
+    sg.manual_seed(seed)
+    cfg = {**cls.defaults_for(dataset), "width": 16, "depth": 2, "batch_size": 32, **config}
+    return cls(cfg, DataSource(dataset, cfg["batch_size"], seed=seed))
+
+
+# ---- networks ---------------------------------------------------------------------------------
+def test_dcgan_shapes_are_w2():
+    g, d = G.DCGANGenerator(), G.DCGANDiscriminator()
+    assert [(n, p.shape) for n, p in g.named_parameters()] == [
+        ("0.weight", (6272, 64)), ("0.bias", (6272,)),
+        ("3.weight", (128, 64, 4, 4)), ("3.bias", (64,)),
+        ("5.weight", (64, 1, 4, 4)), ("5.bias", (1,))]
+    assert [(n, p.shape) for n, p in d.named_parameters()] == [
+        ("0.weight", (64, 1, 4, 4)), ("0.bias", (64,)),
+        ("2.weight", (128, 64, 4, 4)), ("2.bias", (128,)),
+        ("5.weight", (1, 6272)), ("5.bias", (1,))]
+    assert [type(m).__name__ for m in g] == ["Linear", "ReLU", "Unflatten", "ConvTranspose2d",
+                                             "ReLU", "ConvTranspose2d", "Tanh"]
+    assert [type(m).__name__ for m in d] == ["Conv2d", "LeakyReLU", "Conv2d", "LeakyReLU",
+                                             "Flatten", "Linear"]
+    assert d[1].negative_slope == d[3].negative_slope == 0.2
+    for conv in (g[3], g[5], d[0], d[2]):
+        assert conv.stride == (2, 2) and conv.padding == (1, 1)
+    z = sg.tensor(np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32))
+    h = g[:3](z)
+    assert h.shape == (3, 128, 7, 7) and g[:4](z).shape == (3, 64, 14, 14)
+    x = g(z)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == np.float32
+    assert np.all(np.abs(x.numpy()) < 1)
+    assert d[:4](x).shape == (3, 128, 7, 7) and d(x).shape == (3, 1)
+
+
+def test_toy_mlps_default_to_three_hidden_layers_of_512():
+    g, c = G.toy_generator(), G.toy_critic()
+    assert [p.shape for p in g.parameters()][::2] == [(512, 2), (512, 512), (512, 512), (2, 512)]
+    assert [p.shape for p in c.parameters()][::2] == [(512, 2), (512, 512), (512, 512), (1, 512)]
+    assert [type(m).__name__ for m in c].count("ReLU") == 3
+    assert type(c[-1]).__name__ == "Linear"  # nothing after the last layer
+
+
+def test_wgan_critic_schedule():
+    assert [G.wgan_critic_iters(s, 5) for s in (0, 24, 25, 500)] == [5, 5, 5, 5]
+    assert [G.wgan_critic_iters(s, 5, burst=True) for s in (0, 24, 25, 499, 500, 1000)] == \
+        [100, 100, 5, 5, 100, 100]
+
+
+# ---- clipping and the penalty on nn critics ---------------------------------------------------
+def test_weight_clipping_after_every_critic_step():
+    task = toy_task("wgan", lr=5e-2, clip=0.01, n_critic=2)  # lr >> c: updates overshoot
+    before = [p.numpy().copy() for p in task.D.parameters()]
+    logs = task.train_step(0, None, np.random.default_rng(0))
+    ps = [p.numpy() for p in task.D.parameters()]
+    assert all(np.all(np.abs(p) <= 0.01) for p in ps)
+    assert any(np.any(np.abs(p) == np.float32(0.01)) for p in ps)  # clipping was active
+    assert any(not np.array_equal(a, b) for a, b in zip(before, ps))
+    assert np.isfinite(logs["w1_estimate"]) and "n_critic" not in logs  # logged for bursts
+
+
+def test_gradient_penalty_param_gradients_match_finite_differences_nn_critics():
+    rng = np.random.default_rng(0)
+    sg.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(2, 8, dtype="float64"), nn.ReLU(),
+                        nn.Linear(8, 8, dtype="float64"), nn.ReLU(),
+                        nn.Linear(8, 1, dtype="float64"))
+    conv = nn.Sequential(nn.Conv2d(1, 2, 4, 2, 1, dtype="float64"), nn.LeakyReLU(0.2),
+                         nn.Flatten(), nn.Linear(2 * 4 * 4, 1, dtype="float64"))
+    for critic, shape in ((mlp, (6, 2)), (conv, (3, 1, 8, 8))):
+        real, fake = (sg.tensor(rng.standard_normal(shape)) for _ in range(2))
+        alpha = rng.random(shape[0])
+        params = list(critic.parameters())
+        assert sg.gradcheck(lambda *ps: A.gradient_penalty(critic, real, fake, alpha=alpha,
+                                                           lam=10.0), params, rtol=1e-4)
+
+
+def test_gradient_penalty_zero_weight_nn_critic_is_finite():
+    critic = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    for p in critic.parameters():
+        p.data[...] = 0
+    x = sg.tensor(np.ones((5, 2), np.float32))
+    pen = A.gradient_penalty(critic, x, 2 * x, rng=np.random.default_rng(0), lam=10.0)
+    assert pen.item() == pytest.approx(10.0, rel=1e-5)
+    pen.backward()
+    for p in critic.parameters():
+        assert p.grad is None or np.all(np.isfinite(p.grad.numpy()))
+
+
+def test_batchnorm_critic_refused():
+    critic = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 1))
+    x = sg.tensor(np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match="BatchNorm1d.*batch normalisation"):
+        A.gradient_penalty(critic, x, x, rng=np.random.default_rng(0))
+    bn2 = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    with pytest.raises(ValueError, match="BatchNorm2d"):
+        A.check_no_batchnorm(bn2)
+    A.check_no_batchnorm(G.DCGANDiscriminator())  # no normalisation: accepted
+
+
+# ---- evaluation on hand-made generators -------------------------------------------------------
+class ModeGenerator(nn.Module):
+    """Puts each noise vector exactly on one of ``modes`` (by the angle of z), or all on
+    ``modes[0]`` when ``collapse``."""
+
+    def __init__(self, modes, collapse=False):
+        super().__init__()
+        self.modes, self.collapse = np.asarray(modes, np.float32), collapse
+
+    def forward(self, z):
+        z = z.numpy()
+        k = len(self.modes)
+        idx = (np.floor((np.arctan2(z[:, 1], z[:, 0]) + np.pi) / (2 * np.pi) * k).astype(int)
+               % k)
+        return sg.tensor(self.modes[0 * idx if self.collapse else idx])
+
+
+def test_toy_evaluate_on_hand_made_generators():
+    task = toy_task("wgan-gp", eval_samples=500)
+    modes = task.dist.modes
+    rng = lambda: np.random.default_rng(5)
+    task.G = ModeGenerator(modes)
+    good = task.evaluate(rng())
+    assert good["modes"] == 8 and good["high_quality"] == 1.0
+    assert good["w1"] < 0.2
+    assert np.isfinite(good["critic_w1"])
+    task.G = ModeGenerator(modes, collapse=True)
+    collapsed = task.evaluate(rng())
+    assert collapsed["modes"] == 1 and collapsed["high_quality"] == 1.0
+    assert collapsed["w1"] > 1.0
+    task.G = ModeGenerator(np.zeros((1, 2)))
+    centre = task.evaluate(rng())
+    assert centre["modes"] == 0 and centre["high_quality"] == 0.0
+    assert centre["w1"] == pytest.approx(np.linalg.norm(modes[0]), abs=0.05)
+    # no modes on a continuous toy: W1 only
+    ring = toy_task("gan", dataset="ring", eval_samples=200)
+    out = ring.evaluate(rng())
+    assert set(out) == {"w1", "loss_d", "jsd_estimate"}
+
+
+# ---- short training runs ------------------------------------------------------------------------
+@pytest.mark.parametrize("name,config", [
+    ("gan", {}), ("gan", {"loss": "minimax"}), ("wgan", {"critic_burst": True}),
+    ("wgan-gp", {})])
+def test_short_toy_training_runs(name, config):
+    task = toy_task(name, **config)
+    before = {k: [p.numpy().copy() for p in m.parameters()] for k, m in task.modules().items()}
+    rng = np.random.default_rng(1)
+    logs = [task.train_step(s, task.data.batch_at(s), rng) for s in range(4)]
+    for entry in logs:
+        assert entry and all(np.isfinite(v) for v in entry.values())
+    assert logs[0]["loss_g"] != logs[-1]["loss_g"]
+    for k, m in task.modules().items():
+        assert any(not np.array_equal(a, p.numpy()) for a, p in zip(before[k], m.parameters()))
+    assert all(p.requires_grad for p in task.D.parameters())  # unfrozen after the G update
+    if name == "wgan-gp":
+        assert task.lam == 0.1 and "gp" in logs[0]
+    if name == "wgan":
+        assert logs[0]["n_critic"] == 100  # the burst schedule's first steps
+    samples = task.sample(7, np.random.default_rng(0))
+    assert samples.shape == (7, 2) and np.all(np.isfinite(samples))
+
+
+def test_gan_rejects_unknown_loss():
+    with pytest.raises(ValueError, match="nonsaturating.*minimax"):
+        toy_task("gan", loss="wasserstein")
+
+
+def test_tasks_registered():
+    for name in ("gan", "wgan", "wgan-gp"):
+        cls = get_task(name)
+        assert cls.name == name and "8gaussians" in cls.datasets and "mnist" in cls.datasets
+
+
+# ---- MNIST (the real test split) ----------------------------------------------------------------
+MNIST_DIR = os.environ.get("SCRATCHGEN_MNIST_DIR") or \
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="module")
+def mnist_data():
+    return DataSource("mnist", 8, split="test", holdout=200, data_dir=MNIST_DIR)
+
+
+def mnist_task(name, data, **config):
+    cls = get_task(name)
+    sg.manual_seed(0)
+    return cls({**cls.defaults_for("mnist"), "batch_size": 8, "eval_samples": 100, **config},
+               data)
+
+
+@pytest.mark.parametrize("name,config", [("gan", {}), ("wgan-gp", {"n_critic": 2})])
+def test_short_mnist_training_runs(mnist_data, name, config):
+    task = mnist_task(name, mnist_data, **config)
+    assert task.z_dim == 64 and isinstance(task.G, G.DCGANGenerator)
+    if name == "wgan-gp":
+        assert task.lam == 10.0
+    g0 = task.G[0].weight.numpy().copy()
+    rng = np.random.default_rng(0)
+    logs = [task.train_step(s, mnist_data.batch_at(s), rng) for s in range(2)]
+    assert all(np.isfinite(v) for entry in logs for v in entry.values())
+    assert not np.array_equal(g0, task.G[0].weight.numpy())
+    assert task.real_batches == 2 * config.get("n_critic", 1)  # each critic update: a new batch
+    x = task.sample(3, rng)
+    assert x.shape == (3, 1, 28, 28) and np.all(np.abs(x) <= 1)
+
+
+class Replay(nn.Module):
+    """A 'generator' that returns fixed images."""
+
+    def __init__(self, images):
+        super().__init__()
+        self.images = np.asarray(images, np.float32)
+
+    def forward(self, z):
+        return sg.tensor(self.images[:z.shape[0]])
+
+
+def test_mnist_evaluate_on_hand_made_generators(mnist_data):
+    task = mnist_task("gan", mnist_data)
+    real = np.concatenate([mnist_data.batch_at(s) for s in range(13)])  # training images
+    task.G = Replay(real)
+    good = task.evaluate(np.random.default_rng(0))["sliced_w1"]
+    task.G = Replay(-np.ones_like(real))  # blank images
+    blank = task.evaluate(np.random.default_rng(0))["sliced_w1"]
+    assert 0 < good < blank / 2
