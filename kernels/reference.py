@@ -10,6 +10,8 @@ All arrays are NCHW; ``stride`` and ``padding`` are ``(h, w)`` pairs of ints. Wi
 ``(H + 2*ph - kh) % sh != 0``) get zero gradient. Every other kernel module must agree
 with these to float tolerance; tests compare them on random shapes.
 """
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -65,3 +67,30 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
         for q in range(kw):
             gxt[:, :, p : p + (ho - 1) * sh + 1 : sh, q : q + (wo - 1) * sw + 1 : sw] += cols[:, p, q]
     return np.ascontiguousarray(gx[:, :, ph : ph + h, pw : pw + wd])
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2, v_max=None):
+    """In place: g' = g + wd p;  m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;
+    (v_max = max(v_max, v), used for v below, when given);
+    p -= lr/bc1 * m / (sqrt(v) * (1/sqrt(bc2)) + eps), with bc1 = 1 - b1^t, bc2 = 1 - b2^t.
+
+    Scalars are rounded to the arrays' dtype (NumPy's rule for Python floats)."""
+    if weight_decay != 0:
+        d = p * weight_decay
+        d += g
+        g = d
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    tmp = g * g
+    tmp *= 1 - beta2
+    v += tmp
+    if v_max is not None:
+        np.maximum(v_max, v, out=v_max)
+        v = v_max
+    denom = np.sqrt(v, out=tmp)
+    denom *= 1 / math.sqrt(bc2)
+    denom += eps
+    np.divide(m, denom, out=tmp)
+    tmp *= lr / bc1
+    p -= tmp

@@ -216,7 +216,6 @@ class Adam(Optimizer):
     def _update(self, p, g, state, group):
         xp = backend.xp
         b1, b2 = group["betas"]
-        g = self._decayed(p, g, group["weight_decay"])
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p)
@@ -226,6 +225,16 @@ class Adam(Optimizer):
         state["step"] += 1
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        vmax = state.get("max_exp_avg_sq") if group["amsgrad"] else None
+        fused = getattr(backend.kernels, "adam_update", None)
+        arrays = (p, g, m, v) if vmax is None else (p, g, m, v, vmax)
+        if (fused is not None and (vmax is None) != group["amsgrad"]
+                and all(a.flags.c_contiguous and a.dtype == p.dtype for a in arrays)):
+            # one pass, same arithmetic as below (cpu: numba loop)
+            fused(p, g, m, v, group["lr"], b1, b2, group["eps"], group["weight_decay"],
+                  1 - b1 ** t, 1 - b2 ** t, v_max=vmax)
+            return
+        g = self._decayed(p, g, group["weight_decay"])
         m *= b1
         m += (1 - b1) * g
         v *= b2

@@ -134,3 +134,49 @@ def test_conv_transpose_usage_w2():
     close(cpu.conv2d(gy, w, s, p), reference.conv2d(gy, w, s, p), np.float32)
     close(cpu.conv2d_weight_grad(gy, x, (4, 4), s, p),
           reference.conv2d_weight_grad(gy, x, (4, 4), s, p), np.float32)
+
+
+@settings(deadline=None, max_examples=40)
+@given(conv_case())
+def test_im2col_row_kernels_copy_exactly(case):
+    """Both (K, N*P) im2col variants (row loop, per-tap table) equal the general loop bit
+    for bit: they are copies, only the loop order differs."""
+    from scratchgen.kernels.cpu import conv as cc
+    n, c, _, h, w, (kh, kw), (sh, sw), (ph, pw), dtype, _, seed = case
+    x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(dtype)
+    ho, wo = cc.out_size(h, kh, sh, ph), cc.out_size(w, kw, sw, pw)
+    k, p = c * kh * kw, ho * wo
+    want = np.full((k, n * p), np.nan, dtype)
+    cc._im2col_flat(x.reshape(-1), n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo,
+                    want.reshape(-1), n * p, p, 0, n * k)
+    for fn in (cc._im2col_rows, cc._im2col_rows_table):
+        got = np.full_like(want, np.nan)
+        fn(x.reshape(-1), n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, got.reshape(-1), 0, k)
+        np.testing.assert_array_equal(got, want)
+    assert not np.isnan(want).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wd, amsgrad", [(0.0, False), (0.1, False), (0.01, True)])
+def test_adam_update_matches_reference(dtype, wd, amsgrad):
+    """Fused Adam == the NumPy reference over several steps (same operations, same order)."""
+    rng = np.random.default_rng(3)
+    shape = (37, 53)  # odd sizes: no whole-vector tail assumptions
+    lr, b1, b2, eps = 1e-2, 0.5, 0.9, 1e-8
+    p0 = rng.standard_normal(shape).astype(dtype)
+    state = {name: [p0.copy()] + [np.zeros(shape, dtype) for _ in range(3)]
+             for name in ("cpu", "ref")}
+    for t in range(1, 6):
+        g = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 2, shape)).astype(dtype)
+        for name, kern in (("cpu", cpu), ("ref", reference)):
+            p, m, v, vmax = state[name]
+            kern.adam_update(p, g, m, v, lr, b1, b2, eps, wd, 1 - b1 ** t, 1 - b2 ** t,
+                             v_max=vmax if amsgrad else None)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    for got, want in zip(state["cpu"], state["ref"]):
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=0)
+    assert not np.allclose(state["cpu"][0], p0)  # the parameters did move
+    g = np.zeros(shape, dtype)
+    with pytest.raises(ValueError, match="v must be C-contiguous"):
+        cpu.adam_update(p0, g, g.copy(), np.zeros((53, 37), dtype).T, lr, b1, b2, eps, wd, 1, 1)

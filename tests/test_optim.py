@@ -260,3 +260,37 @@ def test_load_state_dict_mismatch_errors():
     with pytest.raises(ValueError, match=r"'exp_avg' of parameter 0 has shape \(2,\), the "
                                          r"parameter \(3,\)"):
         optim.Adam([b, a]).load_state_dict(sd)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw", [dict(lr=0.01), dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.1),
+                                dict(lr=0.01, amsgrad=True, weight_decay=0.01, eps=1e-3)])
+def test_adam_fused_kernel_equals_generic_path(dtype, kw, monkeypatch):
+    """The backend's fused ``adam_update`` (where it has one) and the generic array-op path
+    give the same parameters and state; a non-contiguous gradient takes the generic path."""
+    from types import SimpleNamespace
+    rng = np.random.default_rng(7)
+    p0 = [rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal(9).astype(dtype)]
+    grads = [[rng.standard_normal(p.shape).astype(dtype) for p in p0] for _ in range(4)]
+    fused_ps, fused = run(optim.Adam, p0, grads, **kw)
+    monkeypatch.setattr(sg.backend, "kernels", SimpleNamespace())  # no adam_update
+    plain_ps, plain = run(optim.Adam, p0, grads, **kw)
+    monkeypatch.undo()
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    for a, b in zip(fused_ps, plain_ps):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=rtol, atol=0)
+    for sa, sb in zip(fused.state.values(), plain.state.values()):
+        assert sa["step"] == sb["step"] == 4
+        for k in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_allclose(sg.backend.to_numpy(sa[k]), sg.backend.to_numpy(sb[k]),
+                                       rtol=rtol, atol=0)
+    # a strided (non-contiguous) gradient is accepted and gives the same step
+    p = nn.Parameter(p0[0].copy())
+    opt = optim.Adam([p], **kw)
+    wide = np.zeros((5, 14), dtype)
+    wide[:, ::2] = grads[0][0]
+    p.grad = sg.tensor(wide)[:, ::2]
+    opt.step()
+    q, _ = run(optim.Adam, [p0[0]], [[grads[0][0]]], **kw)
+    np.testing.assert_allclose(p.numpy(), q[0].numpy(), rtol=rtol, atol=0)

@@ -1,7 +1,8 @@
-"""The ``cpu`` backend's kernels: numba loops (im2col / col2im) plus OpenBLAS GEMMs.
+"""The ``cpu`` backend's kernels: numba loops (im2col / col2im, fused Adam) plus OpenBLAS GEMMs.
 
 Same interface as :mod:`scratchgen.kernels.reference`.
 """
 from .conv import conv2d, conv2d_input_grad, conv2d_weight_grad, out_size
+from .optim import adam_update
 
-__all__ = ["conv2d", "conv2d_input_grad", "conv2d_weight_grad", "out_size"]
+__all__ = ["conv2d", "conv2d_input_grad", "conv2d_weight_grad", "out_size", "adam_update"]

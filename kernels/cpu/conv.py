@@ -103,6 +103,75 @@ def _im2col_flat(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, rs, ns, 
 
 
 @njit(**_JIT)
+def _im2col_rows(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0, r1):
+    """``_im2col_flat`` for the (K, N*P) layout, rows r0 <= r < r1 of K, each row whole.
+
+    r outer, n inner: the tap's valid ranges are computed once per row instead of once per
+    (r, n) pair, and the writes run along a row of N*P. 1.8-2x faster than
+    ``_im2col_flat`` on short output rows (D2: wo = 7), 1.3x on W4."""
+    p_ = ho * wo
+    hw = h * w
+    np_ = n_ * p_
+    for r in range(r0, r1):
+        c = r // (kh * kw)
+        pq = r - c * (kh * kw)
+        p = pq // kw
+        q = pq - p * kw
+        jlo, jhi = _valid_range(q, pw, sw, w, wo)
+        ilo, ihi = _valid_range(p, ph, sh, h, ho)
+        for n in range(n_):
+            ob = uint64(r * np_ + n * p_)
+            xb = (n * c_ + c) * hw
+            for i in range(ho):
+                base = ob + uint64(i * wo)
+                if i < ilo or i >= ihi:
+                    for j in range(wo):
+                        cols[base + uint64(j)] = 0
+                    continue
+                xr = uint64(xb + (i * sh + p - ph) * w + q - pw)  # mod 2**64, as above
+                for j in range(jlo):
+                    cols[base + uint64(j)] = 0
+                if sw == 1:
+                    for j in range(jlo, jhi):
+                        cols[base + uint64(j)] = x[xr + uint64(j)]
+                else:
+                    for j in range(jlo, jhi):
+                        cols[base + uint64(j)] = x[xr + uint64(j * sw)]
+                for j in range(jhi, wo):
+                    cols[base + uint64(j)] = 0
+
+
+@njit(**_JIT)
+def _im2col_rows_table(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0, r1):
+    """``_im2col_rows`` through a per-tap table: off[a] = in-plane offset of output a
+    (a = i*wo + j), ok[a] = whether it is inside x. One flat loop of P per (r, n) instead of
+    ho short strided rows; faster when rows are short and strided (D2: 1.4 vs 1.8 ms)."""
+    p_ = ho * wo
+    hw = h * w
+    np_ = n_ * p_
+    off = np.empty(p_, np.uint64)
+    ok = np.empty(p_, np.bool_)
+    for r in range(r0, r1):
+        c = r // (kh * kw)
+        pq = r - c * (kh * kw)
+        p = pq // kw
+        q = pq - p * kw
+        for i in range(ho):
+            ii = i * sh + p - ph
+            for j in range(wo):
+                jj = j * sw + q - pw
+                inside = ii >= 0 and ii < h and jj >= 0 and jj < w
+                ok[i * wo + j] = inside
+                off[i * wo + j] = uint64(ii * w + jj) if inside else uint64(0)
+        for n in range(n_):
+            ob = uint64(r * np_ + n * p_)
+            xb = uint64((n * c_ + c) * hw)
+            for a in range(p_):
+                v = x[xb + off[a]]
+                cols[ob + uint64(a)] = v if ok[a] else 0
+
+
+@njit(**_JIT)
 def _col2im_flat(cols, rs, ns, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, gx, t0, t1):
     """gx[n, c, i*sh + p - ph, j*sw + q - pw] = sum of cols[r*rs + n*ns + i*wo + j].
 
@@ -201,7 +270,11 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, layout):
         rs, ns = p, k * p
     else:
         cols = np.empty((k, n * p), dtype=x.dtype)
-        rs, ns = n * p, p
+        fn = _im2col_rows_table if sw > 1 and wo <= 8 else _im2col_rows
+        _split(fn, k, n * k * p,
+               x.reshape(-1), n, c, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, ho, wo,
+               cols.reshape(-1))
+        return cols
     _split(_im2col_flat, n * k, n * k * p,
            x.reshape(-1), n, c, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, ho, wo,
            cols.reshape(-1), rs, ns)
