@@ -218,10 +218,10 @@ def sg_w1(d, batch):
         opt.zero_grad()
         h = enc(x)
         mu, logvar = h[:, :20], h[:, 20:]
-        z = mu + F.exp(0.5 * logvar) * eps
+        z = mu + (0.5 * logvar).exp() * eps
         logits = dec(z)
         bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-        kl = -0.5 * (1 + logvar - mu ** 2 - F.exp(logvar)).sum()
+        kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum()
         loss = (bce + kl) / batch
         loss.backward()
         opt.step()
@@ -246,7 +246,7 @@ def sg_w2(d, batch):
     bce = F.binary_cross_entropy_with_logits
 
     def G(z):
-        return g_conv(F.relu(g_fc(z)).reshape(-1, 128, 7, 7))
+        return g_conv(g_fc(z).relu().view(-1, 128, 7, 7))
 
     def step(noise=None):
         z = sg_randn(batch, 64) if noise is None else _sg_given(noise, "z")
@@ -287,7 +287,7 @@ def sg_w3(d, batch):
                 xh = t * real + (1 - t) * fake
             xh.requires_grad_(True)
             (g,) = sg.grad(C(xh).sum(), xh, create_graph=True)
-            gp = (F.sqrt((g * g).sum(axis=1)) - 1) ** 2
+            gp = ((g * g).sum(axis=1).sqrt() - 1) ** 2
             loss_c = C(fake).mean() - C(real).mean() + 0.1 * gp.mean()
             opt_c.zero_grad()
             loss_c.backward()
