@@ -336,7 +336,21 @@ class Module:
                       | set(self._modules))
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """Children registered as '0', '1', ... in order."""
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Modules applied in order; indexable (``seq[0]``, ``seq[1:]``), ``len`` and iterable.
 
     Children are named ``'0'``, ``'1'``, ..., or by the keys of a dict passed alone.
@@ -364,15 +378,6 @@ class Sequential(Module):
             return Sequential(dict(items[idx]))
         return items[self._index(idx)][1]
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
 
     def forward(self, x):
         for m in self._modules.values():
@@ -380,7 +385,7 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules, registered as ``'0'``, ``'1'``, ...; no forward of its own."""
 
     def __init__(self, modules=()):
@@ -394,15 +399,6 @@ class ModuleList(Module):
             return ModuleList(mods[idx])
         return mods[idx]
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules):
         for m in modules:
