@@ -7,11 +7,9 @@
     scratchgen gradcheck
     scratchgen bench [workloads.py options]
 
-``--backend`` (before or after the subcommand) must be known before the engine is imported,
-since ``scratchgen.backend`` reads ``SCRATCHGEN_BACKEND`` once; importing this module has
-already imported the package, so a ``--backend`` other than the loaded one re-executes the
-command with ``SCRATCHGEN_BACKEND`` set (``os.execve``; a child process when ``main`` is called
-from Python).
+``--backend`` (before or after the subcommand) wins over ``SCRATCHGEN_BACKEND``; the backend
+is chosen before the command runs (``scratchgen.backend.use``), and a bad or unavailable one is
+one ``error:`` line.
 
 Exit codes: 0 done; 2 a user mistake (bad name, path or option: one ``error:`` line, no
 traceback; ``SCRATCHGEN_DEBUG=1`` shows the traceback); 3 a non-finite loss stopped training;
@@ -20,21 +18,10 @@ traceback; ``SCRATCHGEN_DEBUG=1`` shows the traceback); 3 a non-finite loss stop
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-BACKENDS = ("cpu", "numpy", "cuda")
-ENV_VAR = "SCRATCHGEN_BACKEND"
-_REEXEC_MARK = "_SCRATCHGEN_REEXEC"
-# What a re-executed command runs: a backend that cannot start reports one line, not a traceback.
-_BOOT = ("import sys\n"
-         "try:\n"
-         "    import scratchgen.backend\n"
-         "except Exception as e:\n"
-         "    print(f'error: {e}', file=sys.stderr); sys.exit(2)\n"
-         "from scratchgen.cli import main\n"
-         "sys.exit(main(sys.argv[1:]))\n")
+from scratchgen.backend import CHOICES as BACKENDS, ENV_VAR
 
 
 def _kv(text):
@@ -144,41 +131,22 @@ def _fail(msg):
     return 2
 
 
-def _reexec(argv, backend, in_process):
-    """Run this command again with ``SCRATCHGEN_BACKEND=backend``."""
-    if os.environ.get(_REEXEC_MARK):
-        return _fail(f"--backend {backend}: the engine was already imported with another "
-                     "backend")
-    env = dict(os.environ, **{ENV_VAR: backend, _REEXEC_MARK: "1"})
-    cmd = [sys.executable, "-c", _BOOT] + list(argv)
-    if in_process or os.name != "posix":
-        return subprocess.call(cmd, env=env)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, cmd, env)
-
-
 def main(argv=None):
     """Entry point; returns the exit code (see the module docstring)."""
-    in_process = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    if args.backend:
-        loaded = sys.modules.get("scratchgen.backend")
-        if loaded is not None and loaded.name != args.backend:
-            return _reexec(argv, args.backend, in_process)
-        os.environ[ENV_VAR] = args.backend
-    try:
-        from scratchgen import trainer
-        from scratchgen.backend import BackendError
-        from scratchgen.data import DatasetError
-        from scratchgen.io import CheckpointError
-    except Exception as e:  # the backend could not start: say why, no traceback
+    from scratchgen import backend, trainer
+    from scratchgen.data import DatasetError
+    from scratchgen.io import CheckpointError
+    try:  # --backend wins over SCRATCHGEN_BACKEND; either way a bad one is one line
+        backend.use(args.backend, origin="--backend" if args.backend else None)
+    except backend.BackendError as e:
         return _fail(str(e))
+    BackendError = backend.BackendError
     user_errors = (_Usage, trainer.UsageError, DatasetError, CheckpointError, FileNotFoundError,
                    NotADirectoryError, IsADirectoryError, PermissionError, BackendError,
                    ValueError)

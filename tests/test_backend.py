@@ -65,3 +65,20 @@ def test_host_numpy_input_is_moved_to_the_backend():
     assert isinstance(t.data, sg.backend.ndarray)
     assert t.dtype == np.float64
     np.testing.assert_array_equal(t.numpy(), [0.0, 1.0, 2.0])
+
+
+def test_import_never_fails_the_backend_is_chosen_on_first_use():
+    env = dict(os.environ, SCRATCHGEN_BACKEND="bogus")
+    code = ("import scratchgen as sg\n"
+            "sg.backend.use('numpy')\n"
+            "print(sg.backend.name, type(sg.tensor([1.0]).data).__module__)\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["numpy", "numpy"]
+
+
+def test_use_of_a_second_backend_is_refused():
+    other = "numpy" if sg.backend.name != "numpy" else "cpu"
+    sg.tensor([1.0])
+    with pytest.raises(sg.backend.BackendError, match=f"{sg.backend.name} backend is already in use"):
+        sg.backend.use(other)

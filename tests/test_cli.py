@@ -1,5 +1,6 @@
 """The ``scratchgen`` command: subcommands, exit codes, one-line errors, signals, --backend."""
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from scratchgen import cli, trainer
 from scratchgen.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
-from harness import checkpoint_state, cli_process, run_toy  # noqa: E402
+from harness import PLUGINS, checkpoint_state, cli_process, run_toy  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -133,13 +134,30 @@ def test_bench_without_a_checkout_says_where_it_is_expected(monkeypatch, tmp_pat
     assert str(tmp_path / "benchmarks" / "workloads.py") in err
 
 
-def test_backend_option_takes_effect(tmp_path, monkeypatch):
-    """The backend is fixed at import, so the command re-runs itself with the other one."""
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "plugins"))
+def test_backend_option_takes_effect(tmp_path):
+    """--backend wins over SCRATCHGEN_BACKEND (chosen before the first array is made)."""
     other = "numpy" if sg.backend.name != "numpy" else "cpu"
-    assert main(["--backend", other, "train", "toy-regression", "--steps", "2",
-                 "--out", str(tmp_path / "b")]) == 0
+    p = cli_process(["--backend", other, "train", "toy-regression", "--steps", "2",
+                     "--out", str(tmp_path / "b")], SCRATCHGEN_BACKEND="cuda")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
     assert json.loads((tmp_path / "b" / "config.json").read_text())["backend"] == other
+
+
+@pytest.mark.parametrize("env,argv,named", [
+    ({"SCRATCHGEN_BACKEND": "bogus"}, ["train", "wgan-gp", "--steps", "1"], "SCRATCHGEN_BACKEND='bogus'"),
+    ({}, ["train", "wgan-gp", "--backend", "cuda", "--steps", "1"], "--backend=cuda"),
+])
+def test_bad_or_unavailable_backend_is_one_line(tmp_path, env, argv, named):
+    hidden = tmp_path / "no-cupy" / "cupy"  # CuPy absent, even on a GPU machine
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('CuPy hidden by the test')\n")
+    p = cli_process(argv + ["--out", str(tmp_path / "r")], **env,
+                    PYTHONPATH=os.pathsep.join([str(hidden.parent), str(PLUGINS)]))
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2
+    assert err.strip().count("\n") == 0 and err.startswith("error: ") and named in err, err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

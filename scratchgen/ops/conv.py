@@ -17,7 +17,6 @@ from scratchgen.ops.elementwise import add, _data
 from scratchgen.ops.shape import reshape
 from scratchgen.ops.reduction import sum
 
-K = backend.kernels
 
 
 def _pair(v, name):
@@ -31,18 +30,18 @@ def _pair(v, name):
 
 @primitive
 def _conv(x, w, stride, padding):
-    return K.conv2d(x, w, stride, padding)
+    return backend.kernels.conv2d(x, w, stride, padding)
 
 
 @primitive
 def _conv_t(x, w, out_hw, stride, padding):
-    return K.conv2d_input_grad(x, w, out_hw, stride, padding)
+    return backend.kernels.conv2d_input_grad(x, w, out_hw, stride, padding)
 
 
 @primitive
 def conv2d_weight_grad(x, gy, k_hw, stride, padding):
     """dL/dw of y = conv2d(x, w) given gy = dL/dy; itself differentiable in x and gy."""
-    return K.conv2d_weight_grad(x, gy, k_hw, stride, padding)
+    return backend.kernels.conv2d_weight_grad(x, gy, k_hw, stride, padding)
 
 
 _conv.defvjp(

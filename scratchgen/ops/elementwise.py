@@ -5,7 +5,6 @@ from scratchgen import backend
 from scratchgen.autograd.graph import primitive
 from scratchgen.autograd.tensor import Tensor
 
-xp = backend.xp
 
 
 def _mask(cond, like):
@@ -88,7 +87,7 @@ def _pow_vjp_a(g, ans, a, b):
 
 def _pow_vjp_b(g, ans, a, b):
     # a number base: a Python float log keeps ans's dtype (a NumPy float64 scalar would not)
-    la = float(xp.log(a)) if isinstance(a, (int, float)) else log(a)
+    la = float(backend.xp.log(a)) if isinstance(a, (int, float)) else log(a)
     return mul(g, mul(ans, la))
 
 
@@ -98,7 +97,7 @@ pow.defvjp(_pow_vjp_a, _pow_vjp_b)
 # ---- transcendental -----------------------------------------------------------------
 @primitive
 def exp(a):
-    return xp.exp(a)
+    return backend.xp.exp(a)
 
 
 exp.defvjp(lambda g, ans, a: mul(g, ans))
@@ -106,7 +105,7 @@ exp.defvjp(lambda g, ans, a: mul(g, ans))
 
 @primitive
 def log(a):
-    return xp.log(a)
+    return backend.xp.log(a)
 
 
 log.defvjp(lambda g, ans, a: div(g, a))
@@ -114,7 +113,7 @@ log.defvjp(lambda g, ans, a: div(g, a))
 
 @primitive
 def sqrt(a):
-    return xp.sqrt(a)
+    return backend.xp.sqrt(a)
 
 
 sqrt.defvjp(lambda g, ans, a: div(mul(g, 0.5), ans))
@@ -123,10 +122,10 @@ sqrt.defvjp(lambda g, ans, a: div(mul(g, 0.5), ans))
 @primitive
 def abs(a):
     """|a|; the gradient at 0 is 0 (sign)."""
-    return xp.abs(a)
+    return backend.xp.abs(a)
 
 
-abs.defvjp(lambda g, ans, a: mul(g, xp.sign(_data(a))))
+abs.defvjp(lambda g, ans, a: mul(g, backend.xp.sign(_data(a))))
 
 
 @primitive
@@ -134,9 +133,9 @@ def sigmoid(a):
     """1/(1+e^-a); d/da = s(1-s). Where e^-a overflows to inf the result is the exact limit 0,
     and for very negative a it keeps full relative precision (no 1 - e^a cancellation)."""
     with backend.errstate(over="ignore"):
-        r = xp.asarray(xp.exp(-a))
+        r = backend.xp.asarray(backend.xp.exp(-a))
     r += 1
-    return xp.reciprocal(r, out=r)
+    return backend.xp.reciprocal(r, out=r)
 
 
 sigmoid.defvjp(lambda g, ans, a: mul(g, mul(ans, sub(1, ans))))
@@ -144,7 +143,7 @@ sigmoid.defvjp(lambda g, ans, a: mul(g, mul(ans, sub(1, ans))))
 
 @primitive
 def tanh(a):
-    return xp.tanh(a)
+    return backend.xp.tanh(a)
 
 
 tanh.defvjp(lambda g, ans, a: mul(g, sub(1, mul(ans, ans))))
@@ -153,7 +152,7 @@ tanh.defvjp(lambda g, ans, a: mul(g, sub(1, mul(ans, ans))))
 @primitive
 def softplus(a):
     """log(1+e^a) = max(a,0) + log1p(e^-|a|) (exact for large |a|); d/da = sigmoid(a)."""
-    return xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))
+    return backend.xp.maximum(a, 0) + backend.xp.log1p(backend.xp.exp(-backend.xp.abs(a)))
 
 
 softplus.defvjp(lambda g, ans, a: mul(g, sigmoid(a)))
@@ -162,7 +161,7 @@ softplus.defvjp(lambda g, ans, a: mul(g, sigmoid(a)))
 @primitive
 def log_sigmoid(a):
     """log sigmoid(a) = min(a,0) - log1p(e^-|a|); d/da = sigmoid(-a)."""
-    return xp.minimum(a, 0) - xp.log1p(xp.exp(-xp.abs(a)))
+    return backend.xp.minimum(a, 0) - backend.xp.log1p(backend.xp.exp(-backend.xp.abs(a)))
 
 
 log_sigmoid.defvjp(lambda g, ans, a: mul(g, sigmoid(neg(a))))
@@ -171,7 +170,7 @@ log_sigmoid.defvjp(lambda g, ans, a: mul(g, sigmoid(neg(a))))
 # ---- piecewise-linear: constant masks --------------------------------------------------
 @primitive
 def relu(a):
-    return xp.maximum(a, 0)
+    return backend.xp.maximum(a, 0)
 
 
 relu.defvjp(lambda g, ans, a: mul(g, _mask(_data(ans) > 0, _data(ans))))
@@ -181,9 +180,9 @@ relu.defvjp(lambda g, ans, a: mul(g, _mask(_data(ans) > 0, _data(ans))))
 def leaky_relu(a, negative_slope=0.01):
     """max(a, s a) for 0 <= s <= 1 (a branch-free form of where(a > 0, a, s a))."""
     if 0 <= negative_slope <= 1:
-        y = xp.asarray(a * negative_slope)
-        return xp.maximum(a, y, out=y)
-    return xp.where(a > 0, a, a * negative_slope)
+        y = backend.xp.asarray(a * negative_slope)
+        return backend.xp.maximum(a, y, out=y)
+    return backend.xp.where(a > 0, a, a * negative_slope)
 
 
 def _leaky_vjp(g, ans, a, negative_slope=0.01):
@@ -200,13 +199,13 @@ leaky_relu.defvjp(_leaky_vjp)
 @primitive
 def maximum(a, b):
     """Elementwise max; at ties each side gets half the gradient."""
-    return xp.maximum(a, b)
+    return backend.xp.maximum(a, b)
 
 
 @primitive
 def minimum(a, b):
     """Elementwise min; at ties each side gets half the gradient."""
-    return xp.minimum(a, b)
+    return backend.xp.minimum(a, b)
 
 
 def _pick(g, a, b, first):
@@ -223,7 +222,7 @@ minimum.defvjp(lambda g, ans, a, b: _pick(g, a, b, False), lambda g, ans, a, b: 
 @primitive
 def where(cond, a, b):
     """a where cond else b; cond is not differentiable."""
-    return xp.where(cond, a, b)
+    return backend.xp.where(cond, a, b)
 
 
 def _where_vjp(g, cond, first):
@@ -238,12 +237,12 @@ where.defvjp(None, lambda g, ans, c, a, b: _where_vjp(g, c, True),
 @primitive
 def clip(a, min=None, max=None):
     """Clamp to [min, max]; the gradient passes where min <= a <= max."""
-    return xp.clip(a, min, max)
+    return backend.xp.clip(a, min, max)
 
 
 def _clip_vjp(g, ans, a, min=None, max=None):
     a = _data(a)
-    m = xp.ones(a.shape, dtype=bool)
+    m = backend.xp.ones(a.shape, dtype=bool)
     if min is not None:
         m &= a >= min
     if max is not None:

@@ -7,7 +7,6 @@ from scratchgen.autograd.tensor import Tensor
 from scratchgen.ops.elementwise import mul, div, sub, exp, _data
 from scratchgen.ops.shape import reshape, broadcast_to
 
-xp = backend.xp
 
 
 def _axes(axis, ndim):
@@ -39,7 +38,7 @@ def _expand(g, x, axis, keepdims):
 
 @primitive
 def sum(x, axis=None, keepdims=False):
-    return xp.sum(x, axis=axis, keepdims=keepdims)
+    return backend.xp.sum(x, axis=axis, keepdims=keepdims)
 
 
 sum.defvjp(lambda g, ans, x, axis=None, keepdims=False: _expand(g, x, axis, keepdims))
@@ -67,7 +66,7 @@ def var(x, axis=None, keepdims=False, unbiased=False):
 @primitive
 def max(x, axis=None, keepdims=False):
     """Maximum. Ties share the gradient equally: each of k tied maxima gets g/k."""
-    return xp.max(x, axis=axis, keepdims=keepdims)
+    return backend.xp.max(x, axis=axis, keepdims=keepdims)
 
 
 def _max_vjp(g, ans, x, axis=None, keepdims=False):
@@ -90,9 +89,9 @@ def min(x, axis=None, keepdims=False):
 def logsumexp(x, axis=None, keepdims=False):
     """log sum exp x, computed as m + log sum exp(x - m) with m = max x (finite for large x;
     -inf when every term is -inf). d/dx = softmax(x) = exp(x - lse)."""
-    m = xp.max(x, axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0)
-    out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    m = backend.xp.max(x, axis=axis, keepdims=True)
+    m = backend.xp.where(backend.xp.isfinite(m), m, 0)
+    out = backend.xp.log(backend.xp.sum(backend.xp.exp(x - m), axis=axis, keepdims=True)) + m
     if not keepdims:
         out = out.reshape(_reduced_shape(x.shape, axis))
     return out

@@ -3,7 +3,6 @@ from scratchgen import backend
 from scratchgen.autograd.graph import primitive
 from scratchgen.autograd.tensor import Tensor
 
-xp = backend.xp
 
 
 def _data(a):
@@ -43,7 +42,7 @@ def transpose(x, dim0=-2, dim1=-1):
 
 @primitive
 def broadcast_to(x, shape):
-    return xp.broadcast_to(x, shape)
+    return backend.xp.broadcast_to(x, shape)
 
 
 broadcast_to.defvjp(lambda g, ans, x, shape: sum_to(g, _data(x).shape))
@@ -67,7 +66,7 @@ sum_to.defvjp(lambda g, ans, x, shape: broadcast_to(g, _data(x).shape))
 
 @primitive
 def concatenate(*xs, axis=0):
-    return xp.concatenate(xs, axis=axis)
+    return backend.xp.concatenate(xs, axis=axis)
 
 
 def _concat_vjp(i, g, ans, *xs, axis=0):
@@ -137,11 +136,11 @@ getitem.defvjp(lambda g, ans, x, idx: index_scatter(g, _data(x).shape, idx))
 @primitive
 def index_scatter(g, shape, idx):
     """Zeros of ``shape`` with ``g`` added at ``x[idx]`` (repeated indices accumulate)."""
-    out = xp.zeros(shape, dtype=g.dtype)
+    out = backend.xp.zeros(shape, dtype=g.dtype)
     if _is_basic(idx):
         out[idx] = g
     else:
-        xp.add.at(out, idx, g)
+        backend.xp.add.at(out, idx, g)
     return out
 
 
@@ -156,7 +155,7 @@ def index(x, idx):
 @primitive
 def pad(x, pad_width, value=0.0):
     """Constant padding; ``pad_width`` is NumPy's ((before, after), ...) per axis."""
-    return xp.pad(x, pad_width, mode="constant", constant_values=value)
+    return backend.xp.pad(x, pad_width, mode="constant", constant_values=value)
 
 
 def _pad_vjp(g, ans, x, pad_width, value=0.0):
