@@ -6,7 +6,8 @@ The backend is chosen on first use (the first array made, or the first look at `
 
 * ``cpu`` (default): NumPy arrays, numba kernels from ``scratchgen.kernels.cpu``;
 * ``numpy``: NumPy arrays, the pure-NumPy reference kernels (no numba);
-* ``cuda``: CuPy arrays, CUDA kernels from ``scratchgen.kernels.cuda``.
+* ``cuda``: CuPy arrays, CUDA kernels from ``scratchgen.kernels.cuda`` (im2col/col2im,
+  fused Adam); choosing it compiles them and runs a tiny self-test.
 
 Importing scratchgen therefore never fails on a bad backend; the first use raises one
 :class:`BackendError` naming the value, the choices and what is missing. Once chosen, the
@@ -59,6 +60,14 @@ def _select(value, origin):
     if count == 0:
         raise BackendError(f"{origin}=cuda but no CUDA GPU was found; use {origin}=cpu")
     from scratchgen.kernels import cuda as k
+    try:  # compile the kernels, run an elementwise op and a GEMM: fail here, not mid-run
+        k.self_test()
+    except Exception as e:
+        msg = (str(e).strip().splitlines() or [""])[0]
+        raise BackendError(
+            f"{origin}=cuda: CuPy cannot compile or run kernels on this GPU "
+            f"({type(e).__name__}: {msg}); on a driver-only machine install CuPy's CUDA "
+            f"components with `pip install -e .[cuda]`, or use {origin}=cpu") from e
     return cupy, k, cupy.ndarray
 
 

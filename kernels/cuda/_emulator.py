@@ -1,13 +1,17 @@
-"""A slow, pure-Python stand-in for CuPy + the ``.cu`` kernels, for testing without a GPU.
+"""A NumPy stand-in for CuPy's kernel launches + the ``.cu`` kernels, for testing without a GPU.
 
 Not used at run time. ``tests/test_kernels_cuda.py`` patches ``scratchgen.kernels.cuda``
-with :func:`install` so that its whole orchestration (im2col layouts, GEMM shapes,
+with :func:`install` so that its whole orchestration (im2col layout, GEMM shapes,
 transposes, batch chunking, argument types) runs on NumPy, with each CUDA kernel replaced by
 a line-by-line Python transliteration of its body (one loop iteration per CUDA thread
 index), or by the ``.cu`` source itself compiled for the host (``_host_build``) and run
-one emulated CUDA thread per call. Each launch is also checked against the kernel's C signature parsed from the
-``.cu`` file: argument count, pointer dtypes, C-contiguity of every array, and the exact
-NumPy scalar types (``long long`` <- int64, ``int`` <- int32, ``T`` <- the float type).
+one emulated CUDA thread per call. The test-only CuPy stand-in (``tests/standin/cupy``)
+uses :func:`raw_module_class` with ``collapse=True``: each launch is one host call whose
+grid-stride loop covers the whole range, so the real C runs at native speed.
+
+Each launch is checked against the kernel's C signature parsed from the ``.cu`` file:
+argument count, pointer dtypes, C-contiguity of every array, and the exact NumPy scalar
+types (``long long`` <- int64, ``int`` <- int32, ``T`` <- the float type).
 
 Keep the ``_k_*`` functions in step with the ``.cu`` sources.
 """
@@ -23,29 +27,23 @@ _C_SCALARS = {"sg_i64": np.int64, "int": np.int32}
 
 # --------------------------------------------------------------- kernel transliterations
 
-def _k_im2col(x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, batch_major):
+def _k_im2col(x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
     L = Ho * Wo
-    R = C * kh * kw
-    total = N * R * L
+    total = N * C * kh * kw * L
     for idx in range(total):
         t = idx
         j = t % Wo; t //= Wo
         i = t % Ho; t //= Ho
+        n = t % N; t //= N
         q = t % kw; t //= kw
-        p = t % kh; t //= kh
-        c = t % C
-        n = t // C
+        p = t % kh
+        c = t // kh
         ih = i * sh - ph + p
         iw = j * sw - pw + q
         v = 0.0
         if 0 <= ih < H and 0 <= iw < W:
             v = x[((n * C + c) * H + ih) * W + iw]
-        if batch_major:
-            cols[idx] = v
-        else:
-            r = (c * kh + p) * kw + q
-            l = i * Wo + j
-            cols[r * (N * L) + n * L + l] = v
+        cols[idx] = v
 
 
 def _cdiv(a, b):
@@ -54,9 +52,8 @@ def _cdiv(a, b):
     return a // b
 
 
-def _k_col2im(cols, gx, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, batch_major):
+def _k_col2im(cols, gx, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
     L = Ho * Wo
-    R = C * kh * kw
     total = N * C * H * W
     for idx in range(total):
         t = idx
@@ -70,8 +67,6 @@ def _k_col2im(cols, gx, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, batch_major)
         j_lo = _cdiv(wp - kw, sw) + 1 if wp >= kw else 0
         i_hi = min(_cdiv(hp, sh), Ho - 1)
         j_hi = min(_cdiv(wp, sw), Wo - 1)
-        base = n * R * L if batch_major else n * L
-        rstride = L if batch_major else N * L
         acc = 0.0
         for i in range(i_lo, i_hi + 1):
             p = hp - i * sh
@@ -80,52 +75,30 @@ def _k_col2im(cols, gx, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, batch_major)
                 q = wp - j * sw
                 assert 0 <= q < kw
                 r = (c * kh + p) * kw + q
-                acc += cols[base + r * rstride + i * Wo + j]
+                acc += cols[r * (N * L) + n * L + i * Wo + j]
         gx[idx] = acc
 
 
-def _act(v, act, slope):
-    if act == 1:
-        return v if v > 0 else 0.0
-    if act == 2:
-        return v if v > 0 else slope * v
-    if act == 3:
-        return math.tanh(v)
-    if act == 4:
-        if v >= 0:
-            return 1.0 / (1.0 + math.exp(-v))
-        e = math.exp(v)
-        return e / (1.0 + e)
-    return v
+def _k_adam(p, g, m, v, vmax, n, amsgrad, decay, b1, c1, b2, c2, inv_sb2, eps, step, wd):
+    for i in range(n):
+        gi = g[i]
+        if decay:
+            gi = p[i] * wd + gi
+        mi = m[i] * b1 + c1 * gi
+        m[i] = mi
+        vi = v[i] * b2 + (gi * gi) * c2
+        v[i] = vi
+        if amsgrad:
+            vm = vmax[i]
+            if not vi <= vm:
+                vm = vi
+            vmax[i] = vm
+            vi = vm
+        p[i] -= (mi / (math.sqrt(vi) * inv_sb2 + eps)) * step
 
 
-def _act_grad(o, act, slope):
-    if act == 1:
-        return 1.0 if o > 0 else 0.0
-    if act == 2:
-        return 1.0 if o > 0 else slope
-    if act == 3:
-        return 1.0 - o * o
-    if act == 4:
-        return o * (1.0 - o)
-    return 1.0
-
-
-def _k_bias_act(y, b, out, total, C, inner, has_bias, act, slope):
-    for idx in range(total):
-        v = y[idx]
-        if has_bias:
-            v += b[(idx // inner) % C]
-        out[idx] = _act(v, act, slope)
-
-
-def _k_bias_act_grad(gout, out, gin, total, act, slope):
-    for idx in range(total):
-        gin[idx] = gout[idx] * _act_grad(out[idx], act, slope)
-
-
-_BODIES = {"im2col": _k_im2col, "col2im": _k_col2im,
-           "bias_act": _k_bias_act, "bias_act_grad": _k_bias_act_grad}
+_BODIES = {"im2col": _k_im2col, "im2col32": _k_im2col, "col2im": _k_col2im,
+           "col2im32": _k_col2im, "adam": _k_adam}
 
 
 # ----------------------------------------------------------------- signatures from .cu
@@ -137,10 +110,22 @@ def parse_signatures(path):
         return _parse_code(f.read())
 
 
+def _parse_code(code):
+    sigs = {}
+    for m in re.finditer(r'extern "C" __global__ void (\w+)_##SUFFIX\(([^)]*)\)', code):
+        params = []
+        for raw in m.group(2).replace("\\", " ").split(","):
+            toks = raw.replace("*", " * ").split()
+            ctype = [t for t in toks if t not in ("const", "*", "__restrict__")][0]
+            params.append((ctype, "*" in toks, "const" in toks))
+        sigs[m.group(1)] = params
+    return sigs
+
+
 class _EmuKernel:
-    def __init__(self, base, dtype, sig, host_lib=None):
+    def __init__(self, base, dtype, sig, host_lib=None, collapse=False):
         self.base, self.dtype, self.sig = base, np.dtype(dtype), sig
-        self.host_lib = host_lib
+        self.host_lib, self.collapse = host_lib, collapse
         self.launches = 0
 
     def __call__(self, grid, block, args):
@@ -160,6 +145,8 @@ class _EmuKernel:
         self.launches += 1
         if self.host_lib is None:
             _BODIES[self.base](*flat)
+        elif self.collapse:  # one emulated thread whose grid-stride loop does everything
+            self._run_host(1, 1, args)
         else:
             self._run_host(grid[0], block[0], args)
 
@@ -181,12 +168,25 @@ class _EmuKernel:
 
 
 class _EmuRawModule:
-    host_libs = {}  # source text -> ctypes.CDLL of that source compiled for the host
+    """cupy.RawModule: ``get_function`` checks the kernel exists for the dtype and returns
+    an :class:`_EmuKernel`. ``host_libs`` ({source text: ctypes lib}) makes the kernels of
+    those sources run as compiled C; with ``build_host`` every source is compiled for the
+    host on first use; ``collapse`` runs each launch as one emulated thread (fast)."""
+    host_libs = {}
+    build_host = False
+    collapse = False
 
     def __init__(self, code=None, options=(), **kw):
         self.code = code
         self.options = options
         self._sigs = None
+
+    def _host_lib(self):
+        lib = self.host_libs.get(self.code)
+        if lib is None and self.build_host:
+            from . import _host_build
+            lib = self.host_libs[self.code] = _host_build.build_code(self.code)
+        return lib
 
     def get_function(self, name):
         base, suffix = name.rsplit("_", 1)
@@ -194,42 +194,18 @@ class _EmuRawModule:
         if self._sigs is None:
             self._sigs = _parse_code(self.code)
         assert base in self._sigs, f"kernel {name} is not in the module"
-        if self.host_libs:
-            assert self.code in self.host_libs, "host libraries built from other sources"
+        lib = self._host_lib()
+        if self.host_libs and not self.build_host:
+            assert lib is not None, "host libraries built from other sources"
         ctype = {"f32": "float", "f64": "double"}[suffix]
         assert re.search(rf"SG_\w+_INSTANTIATE\({ctype}, {suffix}\)", self.code), name
-        return _EmuKernel(base, dtype, self._sigs[base], self.host_libs.get(self.code))
+        return _EmuKernel(base, dtype, self._sigs[base], lib, self.collapse)
 
 
-def _parse_code(code):
-    sigs = {}
-    for m in re.finditer(r'extern "C" __global__ void (\w+)_##SUFFIX\(([^)]*)\)', code):
-        params = []
-        for raw in m.group(2).replace("\\", " ").split(","):
-            toks = raw.replace("*", " * ").split()
-            ctype = [t for t in toks if t not in ("const", "*", "__restrict__")][0]
-            params.append((ctype, "*" in toks, "const" in toks))
-        sigs[m.group(1)] = params
-    return sigs
-
-
-class _EmuReductionKernel:
-    """Only the two reductions kernels/cuda defines, evaluated with NumPy by kernel name."""
-
-    def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr,
-                 identity, name, reduce_type=None, preamble="", **kw):
-        self.name = name
-
-    def __call__(self, *args, axis=None, keepdims=False):
-        if self.name == "sg_bce_with_logits_sum":
-            x, t = (np.asarray(a, dtype=np.float64) for a in args)
-            terms = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
-            return np.asarray(terms.sum(axis=axis, keepdims=keepdims), dtype=args[0].dtype)
-        if self.name == "sg_sum_exp_shifted":
-            v, m = args
-            s = np.exp((v - m).astype(np.float64)).sum(axis=axis, keepdims=keepdims)
-            return np.asarray(s, dtype=v.dtype)
-        raise KeyError(self.name)
+def raw_module_class(host_libs=None, build_host=False, collapse=False):
+    """A cupy.RawModule stand-in class with its own host-library cache."""
+    return type("RawModule", (_EmuRawModule,), {
+        "host_libs": dict(host_libs or {}), "build_host": build_host, "collapse": collapse})
 
 
 def fake_cupy(host_libs=None):
@@ -239,19 +215,18 @@ def fake_cupy(host_libs=None):
     sources run as the compiled C code, the others as the Python transliterations.
     """
     cp = types.ModuleType("fake_cupy")
-    cp.RawModule = type("RawModule", (_EmuRawModule,), {"host_libs": dict(host_libs or {})})
-    for name in ("asarray", "empty", "empty_like", "zeros", "matmul", "broadcast_to",
-                 "broadcast_arrays", "where", "isfinite", "log", "squeeze", "float32",
+    cp.RawModule = raw_module_class(host_libs)
+    for name in ("asarray", "empty", "zeros", "ones", "eye", "arange", "matmul", "float32",
                  "float64", "ndarray"):
         setattr(cp, name, getattr(np, name))
+    cp.asnumpy = np.array
 
     def ascontiguousarray(a, dtype=None):
         assert isinstance(a, np.ndarray)
         return np.ascontiguousarray(a, dtype=dtype)
 
     cp.ascontiguousarray = ascontiguousarray
-    cp.ReductionKernel = _EmuReductionKernel
-    device = types.SimpleNamespace(id=0)
+    device = types.SimpleNamespace(id=0, synchronize=lambda: None)
     cp.cuda = types.SimpleNamespace(Device=lambda *a: device)
     return cp
 
@@ -261,5 +236,5 @@ def install(monkeypatch, cuda_module, host_libs=None):
     cp = fake_cupy(host_libs)
     monkeypatch.setattr(cuda_module, "_cupy", lambda: cp)
     monkeypatch.setattr(cuda_module, "_modules", {})
-    monkeypatch.setattr(cuda_module, "_elementwise", {})
+    monkeypatch.setattr(cuda_module, "_kernels", {})
     return cp

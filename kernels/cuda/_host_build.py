@@ -63,3 +63,19 @@ def build(source, cxx=None, workdir=None):
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout}{res.stderr}")
     return ctypes.CDLL(lib)
+
+
+_built = {}  # source text -> ctypes.CDLL (per process)
+
+
+def build_code(code, cxx=None):
+    """:func:`build` for a kernel source given as text (what ``cupy.RawModule`` receives);
+    each distinct text is compiled once per process."""
+    lib = _built.get(code)
+    if lib is None:
+        workdir = tempfile.mkdtemp(prefix="sg_cuda_host_")
+        path = os.path.join(workdir, "module.cu")
+        with open(path, "w") as f:
+            f.write(code)
+        lib = _built[code] = build(path, cxx, workdir)
+    return lib
