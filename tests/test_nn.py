@@ -424,7 +424,7 @@ def test_state_dict_round_trip_through_checkpoint(tmp_path):
     np.testing.assert_array_equal(dst(x).numpy(), src(x).numpy())
     assert dst[1].num_batches_tracked.item() == 2
     # Tensors, NumPy arrays and float64 values are accepted and cast
-    sd = {k: (sg.tensor(v) if i % 2 else np.asarray(v, dtype=np.float64))
+    sd = {k: (sg.tensor(v) if i % 2 else sg.backend.to_numpy(v).astype(np.float64))
           for i, (k, v) in enumerate(src.state_dict().items())}
     make_net(2).load_state_dict(sd)
 
@@ -445,7 +445,7 @@ def test_load_state_dict_names_every_problem_and_copies_nothing():
                  "'1.running_mean': checkpoint has shape (3,), model has (2,)"]:
         assert part in msg
     for k, v in net.state_dict().items():
-        np.testing.assert_array_equal(v, before[k])
+        np.testing.assert_array_equal(sg.backend.to_numpy(v), sg.backend.to_numpy(before[k]))
     good = {k: v for k, v in sd.items() if k not in ("4.weight", "1.running_mean")}
     missing, unexpected = net.load_state_dict(good, strict=False)
     assert missing == ["0.bias", "1.running_mean", "1.running_var", "4.weight"]
@@ -481,8 +481,9 @@ def test_gradients_through_layers(make, shape):
         set_params(layer, weight=rng.normal(size=layer.num_features),
                    bias=rng.normal(size=layer.num_features))
         if not layer.training:
-            layer.running_mean.data[...] = rng.normal(size=layer.num_features)
-            layer.running_var.data[...] = rng.uniform(0.5, 2, size=layer.num_features)
+            f = layer.num_features
+            layer.running_mean.data[...] = sg.backend.asarray(rng.normal(size=f))
+            layer.running_var.data[...] = sg.backend.asarray(rng.uniform(0.5, 2, size=f))
     check_layer(layer, shape)
 
 

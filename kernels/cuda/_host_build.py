@@ -8,6 +8,7 @@ index arithmetic of the sources (64-bit integer division, the grid-stride loops,
 layouts) runs against ``kernels/reference.py`` on a CPU-only machine.
 """
 import ctypes
+import hashlib
 import os
 import shutil
 import subprocess
@@ -69,13 +70,24 @@ _built = {}  # source text -> ctypes.CDLL (per process)
 
 
 def build_code(code, cxx=None):
-    """:func:`build` for a kernel source given as text (what ``cupy.RawModule`` receives);
-    each distinct text is compiled once per process."""
+    """:func:`build` for a kernel source given as text (what ``cupy.RawModule`` receives).
+
+    Each distinct text is compiled once per user and kept in the temp folder, keyed by a
+    hash of the text and of this file's prelude (processes that race both build, and
+    the last rename wins)."""
     lib = _built.get(code)
     if lib is None:
-        workdir = tempfile.mkdtemp(prefix="sg_cuda_host_")
-        path = os.path.join(workdir, "module.cu")
-        with open(path, "w") as f:
-            f.write(code)
-        lib = _built[code] = build(path, cxx, workdir)
+        key = hashlib.sha256((_PRELUDE + code).encode()).hexdigest()[:20]
+        cache = os.path.join(tempfile.gettempdir(), f"sg_cuda_host_{os.getuid()}")
+        final = os.path.join(cache, f"{key}.so")
+        if not os.path.exists(final):
+            os.makedirs(cache, exist_ok=True)
+            workdir = tempfile.mkdtemp(prefix="build-", dir=cache)
+            path = os.path.join(workdir, "module.cu")
+            with open(path, "w") as f:
+                f.write(code)
+            build(path, cxx, workdir)
+            os.replace(os.path.join(workdir, "libmodule_host.so"), final)
+            shutil.rmtree(workdir, ignore_errors=True)
+        lib = _built[code] = ctypes.CDLL(final)
     return lib
