@@ -397,3 +397,26 @@ def test_gpu_adam_matches_reference(cp, dtype):
 def test_gpu_self_test(cp):
     assert cuda.self_test() >= 0
 
+
+
+def test_cuda_backend_selection_fails_in_one_line_when_the_self_test_fails(monkeypatch):
+    """A CuPy that imports and sees a GPU but cannot compile (e.g. no CUDA headers on a
+    driver-only machine) is a one-line BackendError when the backend is chosen."""
+    from scratchgen import backend
+    fake = type(sys)("cupy")
+    fake.cuda = type(sys)("cupy.cuda")
+    fake.cuda.runtime = type(sys)("cupy.cuda.runtime")
+    fake.cuda.runtime.getDeviceCount = lambda: 1
+    fake.ndarray = np.ndarray
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    import scratchgen.kernels.cuda as kcuda
+
+    def broken():
+        raise RuntimeError("Failed to find CUDA headers\n(search paths: ...)")
+
+    monkeypatch.setattr(kcuda, "self_test", broken)
+    with pytest.raises(backend.BackendError) as e:
+        backend._select("cuda", "--backend")
+    msg = str(e.value)
+    assert "\n" not in msg and "Failed to find CUDA headers" in msg
+    assert "pip install -e .[cuda]" in msg and "--backend=cpu" in msg

@@ -388,6 +388,23 @@ class linalg:
     eigh = staticmethod(_device_function(_np.linalg.eigh, "eigh"))
 
 
+class random:
+    """cupy.random's samplers that scratchgen's benchmarks use (NumPy's PCG64 here)."""
+    _gen = _np.random.default_rng(0)
+
+    @staticmethod
+    def seed(seed=None):
+        random._gen = _np.random.default_rng(seed)
+
+    @staticmethod
+    def standard_normal(size=None, dtype=float):
+        return _wrap(random._gen.standard_normal(size, dtype=dtype))
+
+    @staticmethod
+    def random_sample(size=None, dtype=float):
+        return _wrap(random._gen.random(size, dtype=dtype))
+
+
 # ---------------------------------------------------------------------------- CUDA side
 
 class _Device:
