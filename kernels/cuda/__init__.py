@@ -18,7 +18,7 @@ float32 and float64 (the result has the inputs' common dtype). Importing this mo
 needs neither CuPy nor a GPU: CuPy is imported, and the ``.cu`` sources compiled by NVRTC
 (``cupy.RawModule``), on first use. Compiled kernels are cached per (source, name, dtype,
 device); CuPy also keeps them on disk (``~/.cupy/kernel_cache``), so only a machine's very
-first run pays the NVRTC compile (about a second per source).
+first run pays the NVRTC compile (``tools/gpu_check.sh`` logs how long it takes).
 """
 import math
 import os
