@@ -28,7 +28,8 @@ def test_dry_run_prints_every_stage_in_order_and_creates_nothing(tmp_path):
         "-m pytest -q -x -p no:cacheprovider tests/test_kernels_cuda.py",
         "-m scratchgen --backend cuda gradcheck",
         f"train wgan-gp --dataset 8gaussians --steps 1000 --out {logs}/runs/wgan-gp",
-        f"train vae --dataset mnist --data-dir /data/mnist --steps 300 --out {logs}/runs/vae",
+        "train vae --dataset mnist --split test --data-dir /data/mnist --steps 300 --out "
+        f"{logs}/runs/vae",
         f"train --resume {logs}/runs/resume-a --steps 200",
         f"tools/gpu_check.py same-state {logs}/runs/resume-a {logs}/runs/resume-b",
         f"benchmarks/workloads.py --steps 50 --warmup 10 --block 10 --json {logs}/workloads.json",

@@ -11,8 +11,9 @@
 #   pytest     SCRATCHGEN_BACKEND=cuda python -m pytest -q -x, the kernel tests first
 #   gradcheck  scratchgen gradcheck on the cuda backend (first and second order)
 #   wgan-gp    scratchgen train wgan-gp --dataset 8gaussians --steps 1000
-#   vae        a short VAE on MNIST from --mnist DIR or $SCRATCHGEN_MNIST_DIR (IDX gzip files);
-#              skipped, with a line saying so, when neither is given
+#   vae        a short VAE on MNIST's test split (the t10k IDX files, all ../shared holds)
+#              from --mnist DIR or $SCRATCHGEN_MNIST_DIR; skipped, with a line saying so,
+#              when neither is given (the GPU machine has no ../shared)
 #   resume     100 steps + resume to 200 against 200 straight: checkpoints must be identical
 #   bench      benchmarks/workloads.py W1-W5 against PyTorch CUDA in the same process (every
 #              step of both ends with a device synchronisation; medians)
@@ -108,7 +109,7 @@ stage pytest 240 "$py -m pytest -q -x -p no:cacheprovider tests/test_kernels_cud
 stage gradcheck 90 "$sgc gradcheck"
 stage wgan-gp 120 "$sgc train wgan-gp --dataset 8gaussians --steps 1000 --out $runs/wgan-gp"
 if [ -n "$mnist" ]; then
-    stage vae 90 "$sgc train vae --dataset mnist --data-dir $mnist --steps 300 --out $runs/vae"
+    stage vae 90 "$sgc train vae --dataset mnist --split test --data-dir $mnist --steps 300 --out $runs/vae"
 else
     skip vae "no MNIST folder given (--mnist DIR or SCRATCHGEN_MNIST_DIR)"
 fi
