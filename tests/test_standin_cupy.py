@@ -72,10 +72,16 @@ def test_results_stay_on_the_device(cp):
 def test_copies_are_counted(cp):
     before = dict(cp.transfers)
     x = cp.asarray(np.zeros(4))
-    (x + 1).sum()
+    s = (x + 1).sum()
+    assert cp.asarray([x, x]).shape == (2, 4)  # stacked on the device
     x.get()
     assert cp.transfers == {"to_device": before["to_device"] + 1,
                             "to_host": before["to_host"] + 1}
+    if s > 0:  # deciding a branch on a device value copies it back
+        pass
+    assert cp.transfers["to_host"] == before["to_host"] + 2
+    with pytest.raises(TypeError, match="Unsupported type"):
+        cp.asarray([x, np.zeros(4)])
 
 
 @pytest.mark.skipif(_host_build.find_cxx() is None, reason="no C++ compiler for the kernels")

@@ -148,6 +148,7 @@ class ndarray:
         return complex(self.get())
 
     def __bool__(self):
+        transfers["to_host"] += 1  # CuPy copies the value back to decide
         return bool(self._a)
 
     def __repr__(self):
@@ -314,19 +315,32 @@ abs = globals()["absolute"]
 
 # ------------------------------------------------------------------ array creation (host in)
 
+def _has_device(obj):
+    if isinstance(obj, ndarray):
+        return True
+    return isinstance(obj, (list, tuple)) and builtins.any(_has_device(v) for v in obj)
+
+
+def _from(obj):
+    """Host data as an array, device data unwrapped: a list of device arrays is stacked on
+    the device, a list mixing host arrays in is refused, as by cupy.array."""
+    if _has_device(obj):
+        return _np.array(_dev(obj))
+    transfers["to_device"] += 1
+    return obj
+
+
 def array(obj, dtype=None, copy=True, order="K", ndmin=0):
     if isinstance(obj, ndarray):
         return ndarray._of(_np.array(obj._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
-    transfers["to_device"] += 1
-    return ndarray._of(_np.array(obj, dtype=dtype, order=order, ndmin=ndmin))
+    return ndarray._of(_np.array(_from(obj), dtype=dtype, order=order, ndmin=ndmin))
 
 
 def asarray(a, dtype=None, order=None):
     if isinstance(a, ndarray):
         r = _np.asarray(a._a, dtype=dtype, order=order)
         return a if r is a._a else ndarray._of(r)
-    transfers["to_device"] += 1
-    return ndarray._of(_np.array(a, dtype=dtype, order=order))
+    return ndarray._of(_np.array(_from(a), dtype=dtype, order=order))
 
 
 asanyarray = asarray
