@@ -53,6 +53,13 @@ def _parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    _train_parser(sub)
+    _eval_parser(sub)
+    _other_parsers(sub)
+    return p
+
+
+def _train_parser(sub):
     t = sub.add_parser(
         "train", help="train a model",
         description="Train a model. The run directory gets config.json, metrics.jsonl, "
@@ -94,6 +101,8 @@ def _parser():
                    help="checkpoints kept (default 3)")
     _backend_option(t)
 
+
+def _eval_parser(sub):
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint",
                        description="Print a run's metrics at its newest intact checkpoint, "
                        "write them to DIR/eval.json and redraw its plots.")
@@ -105,6 +114,8 @@ def _parser():
                    "folder, or the folder holding its .npy/.npz file)")
     _backend_option(e)
 
+
+def _other_parsers(sub):
     s = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Samples from a run's newest intact checkpoint: a picture "
                        "for .png (an image grid, or a scatter plot of 2-D points), the raw "
@@ -131,7 +142,6 @@ def _parser():
                        "other options go to it (e.g. --only W1,W3 --steps 20).",
                        epilog="see benchmarks/README.md")
     _backend_option(b)
-    return p
 
 
 MAX_SAMPLES = 1_000_000
