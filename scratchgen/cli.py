@@ -67,7 +67,8 @@ def _train_parser(sub):
         "saves a checkpoint and tells how to resume.")
     t.add_argument("model", nargs="?", help="vae | gan | wgan | wgan-gp (omit with --resume)")
     t.add_argument("--dataset", help="8gaussians | 25gaussians | swissroll | ring | "
-                   "checkerboard | mnist | a .npy/.npz file (default: the model's)")
+                   "checkerboard | mnist | a .npy/.npz file, FILE.npz:KEY for one array of "
+                   "several (default: the model's)")
     t.add_argument("--split", choices=("train", "test"), help="MNIST split (default train)")
     t.add_argument("--holdout", metavar="N",
                    help="keep the last N examples of the split out of training and evaluate "
@@ -85,7 +86,8 @@ def _train_parser(sub):
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest "
                    "intact checkpoint")
     t.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST IDX files "
-                   "(default $SCRATCHGEN_DATA/mnist, else ~/.cache/scratchgen/mnist)")
+                   "(default $SCRATCHGEN_DATA/mnist, else ~/.cache/scratchgen/mnist); with "
+                   "--resume: where the run's data are now")
     t.add_argument("--set", dest="overrides", type=_kv, action="append", default=[],
                    metavar="KEY=VALUE", help="a model hyperparameter (hidden=[400,400], "
                    "critic_burst=false, ...); repeatable; --list-hyperparameters shows them")

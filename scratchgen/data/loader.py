@@ -100,10 +100,6 @@ class BatchLoader:
         self.preprocess = preprocess
 
     @property
-    def num_examples(self):
-        return len(self.data)
-
-    @property
     def batches_per_epoch(self):
         n, b = len(self.data), self.batch_size
         return n // b if self.drop_last else -(-n // b)
