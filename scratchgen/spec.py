@@ -262,7 +262,9 @@ class RunConfig:
     """A run's specification, as stored in ``config.json``. ``hyperparameters`` are the
     task's checked :class:`HParams`; ``data_dir`` and array datasets are absolute paths;
     ``history`` records changes made on resume (``{"step", "lr"}``...); ``meta`` holds what
-    describes rather than specifies the run (version, backend, argv, the data's shape)."""
+    describes rather than specifies the run (version, backend, argv, the data's shape);
+    ``pending`` (never stored) what this session asked for that the harness resolves when it
+    opens the run: ``epochs``/``steps`` (a resume's new end), ``lr_was`` (a lowered lr)."""
 
     model: str
     dataset: str
@@ -275,9 +277,11 @@ class RunConfig:
     schedule: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    pending: dict = field(default_factory=dict, compare=False)
 
     def to_json(self):
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "meta"}
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in ("meta", "pending")}
         out["hyperparameters"] = self.hyperparameters.to_dict()
         return {**out, **self.meta}
 

@@ -98,7 +98,7 @@ def new_config(model, overrides=None, argv=None, **options):
                        data_dir=absolute(options.get("data_dir")),
                        schedule={k: run.pop(k, None) for k in SCHEDULE},
                        meta={"version": sg.__version__, "argv": argv})
-    config.meta["epochs"] = run.pop("epochs", None)
+    config.pending["epochs"] = run.pop("epochs", None)
     for key, value in run.items():
         setattr(config, key, value)
     return config
@@ -118,7 +118,7 @@ def resumed_config(stored, origin, **options):
     config.schedule.update({k: check_option(k, options[k]) for k in SCHEDULE
                             if options.get(k) is not None})
     for key in ("steps", "epochs"):
-        config.meta[key] = None if options.get(key) is None else check_option(key, options[key])
+        config.pending[key] = None if options.get(key) is None else check_option(key, options[key])
     if options.get("lr") is not None:
         _lower_lr(config, options["lr"])
     return config
@@ -133,7 +133,7 @@ def _lower_lr(config, value):
         raise UsageError(f"--lr {value}: resuming may only lower the learning rate (the run's "
                          f"is {hp.lr:g}); start a new run to raise it")
     config.hyperparameters = hp.replace(lr=lr)
-    config.meta["lr_was"] = hp.lr
+    config.pending["lr_was"] = hp.lr
 
 
 def relocate(config, data_dir):
@@ -275,8 +275,8 @@ def _restore_latest(rd, task, config):
         raise UsageError(f"{path} was written by scratchgen {version}, whose tasks kept their "
                          "own batch index; it can be evaluated and sampled but not continued "
                          "by this version: start a new run")
-    if "lr_was" in config.meta:  # a lowered learning rate replaces the checkpoint's
-        ratio = config.hyperparameters.lr / config.meta.pop("lr_was")
+    if "lr_was" in config.pending:  # a lowered learning rate replaces the checkpoint's
+        ratio = config.hyperparameters.lr / config.pending["lr_was"]
         for opt in task.optimizers().values():
             for group in opt.param_groups:
                 group["lr"] *= ratio
@@ -286,8 +286,7 @@ def _restore_latest(rd, task, config):
 
 def _settle(config, data, start):
     """Resolve steps (from epochs), the schedule and the description for ``config.json``."""
-    epochs = config.meta.pop("epochs", None)
-    steps = config.meta.pop("steps", None)
+    epochs, steps = config.pending.get("epochs"), config.pending.get("steps")
     if epochs is not None:
         if not data.batches_per_epoch:
             raise UsageError(f"--epochs needs a finite data set; {config.dataset} is sampled "
