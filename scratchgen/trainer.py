@@ -50,7 +50,7 @@ from scratchgen.tasks import get_task
 
 __all__ = ["run", "open_run", "train", "finish", "load_run", "build", "TrainingStopped",
            "UsageError", "DataSource", "step_rng", "STREAMS", "DATASETS"]
-CHECKPOINT_FORMAT = 2  # 2: the harness's batch index is saved (1: tasks counted batches)
+CHECKPOINT_FORMAT = 2  # 2: the harness's batch index is saved (1, no "format": tasks counted)
 RESUMABLE = ("steps", "epochs", "data_dir", "lr") + SCHEDULE
 
 
@@ -180,9 +180,10 @@ def _state(task, step, batch):
 
 
 def restore(task, path, state, version=None):
-    """Load a checkpoint's ``state`` into ``task``; returns ``(step, batch index)`` (the
-    index is None for checkpoints of the first format, which can be evaluated but not
-    continued). Architecture mismatches name the parameter."""
+    """Load a checkpoint's ``state`` into ``task``; returns ``(step, batch index)``.
+    Checkpoints of the first format (no batch index) continue from the batches the task
+    counted (``real_batches``), else one per step. Architecture mismatches name the
+    parameter."""
     for k, m in task.modules().items():
         if k not in state.get("modules", {}):
             raise UsageError(f"{path}: checkpoint has no module {k!r} (it has "
@@ -198,7 +199,8 @@ def restore(task, path, state, version=None):
                              f"scratchgen {version})")
         o.load_state_dict(state["optimizers"][k])
     task.load_state_dict(state.get("task", {}))
-    return int(state["step"]), state.get("batch")
+    step = int(state["step"])
+    return step, int(state.get("batch", state.get("task", {}).get("real_batches", step)))
 
 
 def load_run(run_dir, data_dir=None):
@@ -271,10 +273,10 @@ def _restore_latest(rd, task, config):
     path, state = rd.load_latest(warn=_warn)
     version = config.meta.get("version")
     step, batch = restore(task, path, state, version)
-    if batch is None:
-        raise UsageError(f"{path} was written by scratchgen {version}, whose tasks kept their "
-                         "own batch index; it can be evaluated and sampled but not continued "
-                         "by this version: start a new run")
+    if "format" not in state:
+        _warn(f"warning: {path.name} has checkpoint format 1 (scratchgen {version}); "
+              f"continuing from training batch {batch} (a toy-data GAN draws its batches "
+              "differently now, so it will not repeat that version's run exactly)")
     if "lr_was" in config.pending:  # a lowered learning rate replaces the checkpoint's
         ratio = config.hyperparameters.lr / config.pending["lr_was"]
         for opt in task.optimizers().values():

@@ -240,7 +240,10 @@ def test_checkpoint_of_another_architecture_names_the_parameter(tmp_path):
         trainer.load_run(d)
 
 
-def test_a_checkpoint_of_the_first_format_loads_but_is_not_continued(tmp_path):
+def test_a_checkpoint_of_the_first_format_still_loads_and_continues(tmp_path, capsys):
+    """Format 1 (no batch index; tasks counted their batches): one batch per step, so a
+    one-batch task continues exactly as the uninterrupted run."""
+    full = run_toy(tmp_path / "full", 8)
     d = run_toy(tmp_path / "old", 5)
     state = sg.load(checkpoints(d)[-1])
     del state["batch"], state["format"]
@@ -250,8 +253,10 @@ def test_a_checkpoint_of_the_first_format_loads_but_is_not_continued(tmp_path):
     cfg["hyperparameters"]["seed"] = 0  # older runs copied the seed in
     (d / "config.json").write_text(json.dumps(cfg))
     assert trainer.load_run(d)[3] == 5
-    with pytest.raises(trainer.UsageError, match="scratchgen 0.0.9.*not continued"):
-        trainer.run(resume=d, steps=8)
+    trainer.run(resume=d, steps=8, final_plots=False, progress=False)
+    assert "checkpoint format 1 (scratchgen 0.0.9)" in capsys.readouterr().err
+    np.testing.assert_array_equal(checkpoint_state(full)[1]["0.weight"],
+                                  checkpoint_state(d)[1]["0.weight"])
 
 
 def test_step_streams_are_distinct_from_the_data_layers_seeds():
