@@ -128,7 +128,7 @@ def _lower_lr(config, value):
     hp = config.hyperparameters
     if "lr" not in hp:
         raise UsageError(f"{config.model} takes no --lr")
-    lr = hp.replace(origin="--lr", lr=value).lr
+    lr = get_task(config.model).spec.params["lr"].parse(value, "--lr")
     if lr > hp.lr:
         raise UsageError(f"--lr {value}: resuming may only lower the learning rate (the run's "
                          f"is {hp.lr:g}); start a new run to raise it")
