@@ -404,7 +404,7 @@ def _checkpoint(r):
 def _last_good(r):
     last = r.dir.checkpoints()
     if not last:
-        return "no checkpoint was written before it"
+        return "no checkpoint was written before it (start a new run, e.g. with a lower --lr)"
     return (f"the last good checkpoint is {last[-1]} (continue from it with scratchgen train "
             f"--resume {r.dir.path}, e.g. with a lower --lr)")
 
