@@ -22,17 +22,19 @@ from scipy.stats import spearmanr
 import scratchgen as sg
 from scratchgen import plots
 from scratchgen.models.gan import GANTask, WGANGPTask, WGANTask
-from scratchgen.trainer import DataSource, step_rng
+from scratchgen.data import DataSource
+from scratchgen.trainer import take_step
 
 MODELS = {"wgan": WGANTask, "wgan-gp": WGANGPTask, "gan": GANTask}
 
 
 def run(name, steps, every, width, seed, dataset="8gaussians", **overrides):
     cls = MODELS[name]
-    config = {**cls.defaults_for(dataset), "width": width, **overrides}
-    data = DataSource(dataset, config["batch_size"], seed=seed)
+    hp = cls.spec.build({"width": width, **overrides}, dataset)
+    data = DataSource(dataset, hp.batch_size, seed=seed)
     sg.manual_seed(seed)
-    task = cls(config, data)
+    task = cls(hp, data)
+    batch = 0
     eval_rng = np.random.default_rng([seed, 2])
     key = "loss_d" if name == "gan" else "w1_estimate"
     rows, window, t0 = [], [], time.perf_counter()
@@ -44,7 +46,7 @@ def run(name, steps, every, width, seed, dataset="8gaussians", **overrides):
                          "time": time.perf_counter() - t0})
             window = []
         if step < steps:
-            logs = task.train_step(step, data.batch_at(step), step_rng(seed, step))
+            logs, batch = take_step(task, data, seed, step, batch)
             if not all(np.isfinite(v) for v in logs.values()):
                 raise FloatingPointError(f"{name}: non-finite loss at step {step}: {logs}")
             window.append(logs[key])

@@ -22,18 +22,20 @@ import numpy as np
 import scratchgen as sg
 from scratchgen import plots
 from scratchgen.models.gan import GANTask, WGANGPTask
-from scratchgen.trainer import DataSource, step_rng
+from scratchgen.data import DataSource
+from scratchgen.trainer import take_step
 
 DEFAULT_MNIST = os.environ.get("SCRATCHGEN_MNIST_DIR") or str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 
 
 def train(cls, mnist_dir, steps, snapshots, out, seed):
-    config = cls.defaults_for("mnist")
-    data = DataSource("mnist", config["batch_size"], seed=seed, split="test", holdout=1000,
+    hp = cls.spec.build({}, "mnist")
+    data = DataSource("mnist", hp.batch_size, seed=seed, split="test", holdout=1000,
                       data_dir=mnist_dir)
     sg.manual_seed(seed)
-    task = cls(config, data)
+    task = cls(hp, data)
+    batch = 0
     z = task.noise(64, np.random.default_rng([seed, 2]))
     grids, t0 = [], time.perf_counter()
     for step in range(steps + 1):
@@ -47,7 +49,7 @@ def train(cls, mnist_dir, steps, snapshots, out, seed):
             print(f"{task.name:8s} step {step:4d}  sliced W1 {m['sliced_w1']:.4f}  "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
         if step < steps:
-            logs = task.train_step(step, data.batch_at(step), step_rng(seed, step))
+            logs, batch = take_step(task, data, seed, step, batch)
             if not all(np.isfinite(v) for v in logs.values()):
                 raise FloatingPointError(f"{task.name}: non-finite loss at step {step}: {logs}")
     strip = np.concatenate([x[:8] for _, x in grids])

@@ -1,9 +1,9 @@
 """The ``scratchgen`` command (also ``python -m scratchgen``)::
 
     scratchgen train MODEL [--dataset D] [--steps N | --epochs N] [--set key=value ...]
-    scratchgen train --resume DIR [--steps N]
-    scratchgen eval DIR
-    scratchgen sample DIR -n 64 -o FILE.png|FILE.npy
+    scratchgen train --resume DIR [--steps N] [--lr LOWER]
+    scratchgen eval DIR [--data-dir D]
+    scratchgen sample DIR [-n 64] [-o FILE.png|FILE.npy] [--data-dir D]
     scratchgen gradcheck
     scratchgen bench [workloads.py options]
 
@@ -11,9 +11,14 @@
 is chosen before the command runs (``scratchgen.backend.use``), and a bad or unavailable one is
 one ``error:`` line.
 
-Exit codes: 0 done; 2 a user mistake (bad name, path or option: one ``error:`` line, no
-traceback; ``SCRATCHGEN_DEBUG=1`` shows the traceback); 3 a non-finite loss stopped training;
-130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint; 1 ``gradcheck`` failures.
+Options and ``--set`` values are checked against their declarations
+(:mod:`scratchgen.spec`) before anything is written.
+
+Exit codes: 0 done; 2 a user mistake or an OS-level failure (bad name, path or option, disk
+full, read-only, permission, out of memory: one ``error:`` line naming what and what to do,
+no traceback; ``SCRATCHGEN_DEBUG=1`` shows the traceback); 3 a non-finite loss or weight
+stopped training; 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint; 1
+``gradcheck`` failures.
 """
 import argparse
 import json
@@ -25,14 +30,11 @@ from scratchgen.backend import CHOICES as BACKENDS, ENV_VAR
 
 
 def _kv(text):
-    """``key=value`` with a JSON value (``lr=1e-3``, ``hidden=[400,400]``), else a string."""
+    """``key=value`` as (key, value text); the task's declaration parses the value."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--set takes key=value, got {text!r}")
     key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
+    return key.strip(), value.strip()
 
 
 def _backend_option(p, top=False):
@@ -51,6 +53,13 @@ def _parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    _train_parser(sub)
+    _eval_parser(sub)
+    _other_parsers(sub)
+    return p
+
+
+def _train_parser(sub):
     t = sub.add_parser(
         "train", help="train a model",
         description="Train a model. The run directory gets config.json, metrics.jsonl, "
@@ -58,52 +67,68 @@ def _parser():
         "saves a checkpoint and tells how to resume.")
     t.add_argument("model", nargs="?", help="vae | gan | wgan | wgan-gp (omit with --resume)")
     t.add_argument("--dataset", help="8gaussians | 25gaussians | swissroll | ring | "
-                   "checkerboard | mnist | a .npy/.npz file (default: the model's)")
+                   "checkerboard | mnist | a .npy/.npz file, FILE.npz:KEY for one array of "
+                   "several (default: the model's)")
     t.add_argument("--split", choices=("train", "test"), help="MNIST split (default train)")
-    t.add_argument("--holdout", type=int, metavar="N",
+    t.add_argument("--holdout", metavar="N",
                    help="keep the last N examples of the split out of training and evaluate "
                    "on them (toy data: N fresh held-out samples)")
     g = t.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int, metavar="N", help="training steps (default 2000; "
+    g.add_argument("--steps", metavar="N", help="training steps (default 2000; "
                    "with --resume: train up to N steps in all)")
-    g.add_argument("--epochs", type=int, metavar="N", help="passes over the training set")
-    t.add_argument("--batch-size", type=int, metavar="B")
-    t.add_argument("--lr", type=float, help="learning rate")
-    t.add_argument("--seed", type=int, help="seed of all randomness (default 0)")
-    t.add_argument("--out", metavar="DIR", help="run directory (default runs/MODEL-DATASET-TIME)")
-    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest "
-                   "checkpoint")
+    g.add_argument("--epochs", metavar="N", help="passes over the training set")
+    t.add_argument("--batch-size", metavar="B", help="examples per batch (default: the model's)")
+    t.add_argument("--lr", help="learning rate (default: the model's; with --resume: only "
+                   "lower, recorded in config.json's history)")
+    t.add_argument("--seed", help="seed of all randomness (default 0)")
+    t.add_argument("--out", metavar="DIR", help="run directory: new or empty (default "
+                   "runs/MODEL-DATASET-TIME)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest "
+                   "intact checkpoint")
     t.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST IDX files "
-                   "(default $SCRATCHGEN_DATA/mnist, else ~/.cache/scratchgen/mnist)")
+                   "(default $SCRATCHGEN_DATA/mnist, else ~/.cache/scratchgen/mnist); with "
+                   "--resume: where the run's data are now")
     t.add_argument("--set", dest="overrides", type=_kv, action="append", default=[],
-                   metavar="KEY=VALUE", help="a model hyperparameter (JSON value); repeatable")
-    t.add_argument("--log-every", type=int, metavar="N",
+                   metavar="KEY=VALUE", help="a model hyperparameter (hidden=[400,400], "
+                   "critic_burst=false, ...); repeatable; --list-hyperparameters shows them")
+    t.add_argument("--list-hyperparameters", action="store_true",
+                   help="print MODEL's hyperparameters (type, default, allowed values) and exit")
+    t.add_argument("--log-every", metavar="N",
                    help="steps between metrics.jsonl lines (default steps/200)")
-    t.add_argument("--eval-every", type=int, metavar="N",
-                   help="steps between evaluations (default steps/5)")
-    t.add_argument("--ckpt-every", type=int, metavar="N",
+    t.add_argument("--eval-every", metavar="N",
+                   help="steps between evaluations and figures (default steps/5)")
+    t.add_argument("--ckpt-every", metavar="N",
                    help="steps between checkpoints (default steps/10)")
-    t.add_argument("--keep-checkpoints", "--keep", dest="keep", type=int, metavar="K",
+    t.add_argument("--keep-checkpoints", "--keep", dest="keep", metavar="K",
                    help="checkpoints kept (default 3)")
     _backend_option(t)
 
+
+def _eval_parser(sub):
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint",
-                       description="Print a run's metrics at its latest checkpoint, write them "
-                       "to DIR/eval.json and redraw its plots.")
+                       description="Print a run's metrics at its newest intact checkpoint, "
+                       "write them to DIR/eval.json and redraw its plots.")
     e.add_argument("run_dir", metavar="DIR")
     e.add_argument("--no-plots", action="store_true", help="skip the plots")
     e.add_argument("--set", dest="overrides", type=_kv, action="append", default=[],
                    metavar="KEY=VALUE", help="an evaluation setting, e.g. iwae_k=1000")
+    e.add_argument("--data-dir", metavar="DIR", help="where the run's data are now (MNIST's "
+                   "folder, or the folder holding its .npy/.npz file)")
     _backend_option(e)
 
+
+def _other_parsers(sub):
     s = sub.add_parser("sample", help="draw samples from a trained run",
-                       description="Samples from a run's latest checkpoint: a picture for "
-                       ".png (an image grid, or a scatter plot of 2-D points), the raw array "
-                       "for .npy.")
+                       description="Samples from a run's newest intact checkpoint: a picture "
+                       "for .png (an image grid, or a scatter plot of 2-D points), the raw "
+                       "array for .npy. Samples holding NaN or infinity are refused.")
     s.add_argument("run_dir", metavar="DIR")
-    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    s.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.png or FILE.npy")
-    s.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    s.add_argument("-n", default="64", help="number of samples (default 64, at most "
+                   f"{MAX_SAMPLES:,})")
+    s.add_argument("-o", "--output", metavar="FILE", help="FILE.png or FILE.npy, relative to "
+                   "the current folder (default DIR/samples-nN-seedS.png)")
+    s.add_argument("--seed", default="0", help="seed of the draw (default 0)")
+    s.add_argument("--data-dir", metavar="DIR", help="where the run's data are now")
     _backend_option(s)
 
     gc = sub.add_parser("gradcheck", help="check every primitive's first and second derivatives",
@@ -119,16 +144,13 @@ def _parser():
                        "other options go to it (e.g. --only W1,W3 --steps 20).",
                        epilog="see benchmarks/README.md")
     _backend_option(b)
-    return p
+
+
+MAX_SAMPLES = 1_000_000
 
 
 class _Usage(Exception):
     pass
-
-
-def _fail(msg):
-    print(f"error: {msg}", file=sys.stderr)
-    return 2
 
 
 def main(argv=None):
@@ -139,16 +161,16 @@ def main(argv=None):
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    from scratchgen import backend, trainer
-    from scratchgen.data import DatasetError
-    from scratchgen.io import CheckpointError
+    from scratchgen import backend
     try:  # --backend wins over SCRATCHGEN_BACKEND; either way a bad one is one line
         backend.use(args.backend, origin="--backend" if args.backend else None)
     except backend.BackendError as e:
         return _fail(str(e))
-    BackendError = backend.BackendError
-    user_errors = (_Usage, trainer.UsageError, DatasetError, CheckpointError, FileNotFoundError,
-                   NotADirectoryError, IsADirectoryError, PermissionError, BackendError,
+    from scratchgen import trainer
+    from scratchgen.data import DatasetError
+    from scratchgen.io import CheckpointError
+    from scratchgen.rundir import RunDirError, os_error_message
+    user_errors = (_Usage, RunDirError, DatasetError, CheckpointError, backend.BackendError,
                    ValueError)
     try:
         return _COMMANDS[args.command](args, argv)
@@ -162,77 +184,107 @@ def main(argv=None):
         if os.environ.get("SCRATCHGEN_DEBUG"):
             raise
         return _fail(str(e))
+    except OSError as e:
+        if os.environ.get("SCRATCHGEN_DEBUG"):
+            raise
+        return _fail(os_error_message(e))
+    except MemoryError:
+        if os.environ.get("SCRATCHGEN_DEBUG"):
+            raise
+        return _fail("out of memory: use a smaller --batch-size, model or sample count (-n)")
+
+
+def _fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
 
 
 def _train(args, argv):
     from scratchgen import trainer
-    if args.resume:
-        if args.model:
-            raise _Usage(f"give either MODEL or --resume DIR, not both (the run in "
-                         f"{args.resume} knows its model)")
-        fixed = {"--dataset": args.dataset, "--split": args.split, "--holdout": args.holdout,
-                 "--batch-size": args.batch_size, "--lr": args.lr, "--seed": args.seed,
-                 "--out": args.out, "--set": args.overrides or None}
-        given = [k for k, v in fixed.items() if v is not None]
-        if given:
-            raise _Usage(f"{', '.join(given)} cannot change when resuming (the run's settings "
-                         f"are in {Path(args.resume) / 'config.json'}); start a new run with "
-                         "--out instead")
-        trainer.run(resume=args.resume, steps=args.steps, epochs=args.epochs,
-                    data_dir=args.data_dir, log_every=args.log_every,
-                    eval_every=args.eval_every, ckpt_every=args.ckpt_every,
-                    keep_checkpoints=args.keep)
-        return 0
-    if not args.model:
+    if args.list_hyperparameters:
+        return _list_hyperparameters(args)
+    if not args.model and not args.resume:
         from scratchgen.tasks import task_names
         raise _Usage(f"give a MODEL to train ({', '.join(task_names())}) or --resume DIR")
-    trainer.run(args.model, dataset=args.dataset, split=args.split or "train",
-                holdout=args.holdout or 0, steps=args.steps, epochs=args.epochs,
-                batch_size=args.batch_size, lr=args.lr,
-                seed=0 if args.seed is None else args.seed, out=args.out,
-                data_dir=args.data_dir, overrides=dict(args.overrides),
-                log_every=args.log_every, eval_every=args.eval_every,
-                ckpt_every=args.ckpt_every, keep_checkpoints=args.keep,
-                argv=["scratchgen"] + argv)
+    options = {"dataset": args.dataset, "split": args.split, "holdout": args.holdout,
+               "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size,
+               "lr": args.lr, "seed": args.seed, "data_dir": args.data_dir,
+               "log_every": args.log_every, "eval_every": args.eval_every,
+               "ckpt_every": args.ckpt_every, "keep_checkpoints": args.keep}
+    trainer.run(args.model, resume=args.resume, out=args.out,
+                overrides=dict(args.overrides) or None, argv=["scratchgen"] + argv, **options)
+    return 0
+
+
+def _list_hyperparameters(args):
+    from scratchgen.tasks import get_task
+    if not args.model:
+        raise _Usage("--list-hyperparameters needs a MODEL")
+    task = get_task(args.model)
+    dataset = args.dataset or task.default_dataset
+    print(f"{args.model} hyperparameters on {dataset} (--set KEY=VALUE):")
+    print(task.spec.describe(dataset))
     return 0
 
 
 def _eval(args, argv):
     from scratchgen import trainer
-    task, data, config, step = trainer.load_run(args.run_dir)
-    for k, v in args.overrides:
-        if k not in task.config:
-            raise _Usage(f"{config['model']} has no setting {k!r}; its keys are "
-                         f"{', '.join(sorted(task.config))}")
-        task.config[k] = v
-    ev = task.evaluate(trainer.step_rng(config["seed"], step, trainer.STREAMS["eval"]))
-    out = Path(args.run_dir) / "eval.json"
-    trainer._write_json(out, {"step": step, **ev})
-    print(f"{config['model']} on {config['dataset']} at step {step}:")
+    task, data, config, step = trainer.load_run(args.run_dir, data_dir=args.data_dir)
+    if args.overrides:
+        task.hp = task.hp.replace(**dict(args.overrides))
+    ev = trainer.fetch_scalars(task.evaluate(trainer.step_rng(config.seed, step,
+                                                              trainer.STREAMS["eval"])))
+    run_dir = Path(args.run_dir)
+    _write_atomic(run_dir / "eval.json", lambda f: f.write(
+        (json.dumps({"step": step, **ev}, indent=2) + "\n").encode()))
+    print(f"{config.model} on {config.dataset} at step {step}:")
     for k, v in ev.items():
         print(f"  {k:>16s}  {v:.6g}")
-    print(f"written: {out}")
+    print(f"written: {run_dir / 'eval.json'}")
     if not args.no_plots:
-        for p in trainer.finish_plots(task, args.run_dir, config["seed"], step):
+        for p in trainer.draw_figures(task, run_dir, config.seed, step):
             print(f"plot: {p}")
     return 0
 
 
+def _write_atomic(path, write):
+    from scratchgen.io import atomic_write
+    atomic_write(path, write)
+
+
 def _sample(args, argv):
     import numpy as np
-    from scratchgen import plots, trainer
-    out = Path(args.output)
+    from scratchgen import trainer
+    from scratchgen.spec import Param
+    n = Param("n", int, 64, low=1, high=MAX_SAMPLES).parse(args.n, "-n")
+    seed = Param("seed", int, 0, low=0).parse(args.seed, "--seed")
+    out = Path(args.output) if args.output else \
+        Path(args.run_dir) / f"samples-n{n}-seed{seed}.png"
     if out.suffix.lower() not in (".png", ".npy"):
         raise _Usage(f"-o {out}: unsupported extension {out.suffix or '(none)'!r}; give a .png "
                      "(picture) or .npy (raw samples) file")
-    if args.n < 1:
-        raise _Usage(f"-n must be positive, got {args.n}")
-    task, data, config, step = trainer.load_run(args.run_dir)
-    x = np.asarray(task.sample(args.n, np.random.default_rng(args.seed)))
+    task, data, config, step = trainer.load_run(args.run_dir, data_dir=args.data_dir)
+    x = np.asarray(task.sample(n, np.random.default_rng(seed)))
+    if not np.all(np.isfinite(x)):
+        raise _Usage(f"{args.run_dir}: the samples of step {step} hold NaN or infinite values "
+                     "(the model has diverged); nothing written. Resume from an earlier "
+                     "checkpoint with a lower --lr, or start a new run")
+    from scratchgen.rundir import os_error_message
+    try:
+        _write_samples(x, out, f"{config.model} samples (step {step})")
+    except OSError as e:
+        raise _Usage(os_error_message(e, out)) from None
+    print(f"wrote {len(x)} samples to {out}")
+    return 0
+
+
+def _write_samples(x, out, title):
+    """A picture (image grid or 2-D scatter) for .png, the raw array for .npy; atomic."""
+    import numpy as np
+    from scratchgen import plots
     out.parent.mkdir(parents=True, exist_ok=True)
-    title = f"{config['model']} samples (step {step})"
     if out.suffix.lower() == ".npy":
-        np.save(out, x)
+        _write_atomic(out, lambda f: np.save(f, x))
     elif x.ndim == 2 and x.shape[1] == 2:
         plots.scatter2d({"samples": x}, out, title=title)
     elif x.ndim == 2:
@@ -243,8 +295,6 @@ def _sample(args, argv):
         plots.image_grid(x.reshape(len(x), 1, side, side), out, title=title)
     else:
         plots.image_grid(x, out, title=title)
-    print(f"wrote {len(x)} samples to {out}")
-    return 0
 
 
 def _gradcheck(args, argv):

@@ -45,6 +45,8 @@ from scratchgen.autograd.tensor import Tensor
 MAGIC = "scratchgen-checkpoint"
 VERSION = 1
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class CheckpointError(OSError):
@@ -124,11 +126,21 @@ def save(obj, path):
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save checkpoint {path!r}: directory {directory!r} "
                                 "does not exist")
+    atomic_write(path, lambda f: numpy.savez(f, **entries))
+
+
+def atomic_write(path, write):
+    """Call ``write(f)`` on a binary temporary file ``.NAME.XXXX.tmp`` beside ``path``, flush
+    and fsync it, rename it over ``path`` and fsync the directory: a crash leaves the old
+    file or the new one, never a mixture (at worst a stray ``.tmp``, removed on failure)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **entries)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

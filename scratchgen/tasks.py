@@ -1,9 +1,12 @@
 """What a trainable model must provide so the harness (``scratchgen.trainer``) can run it.
 
-A ``Task`` owns its modules, optimisers and loss; the harness owns everything around it: data
-batches, the seeded RNG, the run directory, logging, checkpoints, resume, signals and plots of
-the metric curves. Register a task with :func:`register` so ``scratchgen train NAME`` finds it.
+A ``Task`` owns its modules, optimisers and loss and declares its hyperparameters (``spec``);
+the harness owns everything around it: the run specification, data batches and their index,
+the seeded RNG, the run directory, logging, checkpoints, resume, signals and plots of the
+metric curves. Register a task with :func:`register` so ``scratchgen train NAME`` finds it.
 """
+
+from scratchgen.spec import HParams, Spec
 
 TASKS = {}
 
@@ -37,37 +40,37 @@ def get_task(name):
 
 
 class Task:
-    """Base class. Subclasses set ``name``, ``datasets`` and ``default_dataset`` and implement
-    the methods below. All randomness must come from the ``rng`` arguments (numpy Generators
-    the harness derives from the seed and the step), so that a resumed run repeats the
-    uninterrupted one bit for bit.
+    """Base class. Subclasses set ``name``, ``datasets``, ``default_dataset`` and ``spec`` (a
+    :class:`~scratchgen.spec.Spec` declaring every hyperparameter) and implement the methods
+    below. All randomness must come from the ``rng`` arguments (numpy Generators the harness
+    derives from the seed and the step) and the batches the harness hands over, so that a
+    resumed run repeats the uninterrupted one bit for bit.
 
-    ``config``: the run's hyperparameters, ``defaults()`` updated with the user's options.
-    The harness reads three of them when present: ``batch_size`` (of ``data.batch_at``),
+    ``hp``: the run's checked :class:`~scratchgen.spec.HParams` (a dict is checked against
+    ``spec``). The harness reads ``batch_size`` (of the data's batches) and, when declared,
     ``preprocess`` (of images: a :data:`scratchgen.data.PREPROCESS` mode; default
-    ``'symmetric'``, i.e. [-1, 1]) and ``seed`` (set to the run's seed); ``--batch-size`` and
-    ``--lr`` need the keys ``batch_size`` and ``lr``.
-    ``data``: a :class:`scratchgen.trainer.DataSource` built by the harness (train batches by
-    step, the held-out set, the dataset's metadata).
+    ``'symmetric'``, i.e. [-1, 1]); ``--batch-size`` and ``--lr`` set ``batch_size`` and ``lr``.
+    ``data``: a :class:`scratchgen.data.DataSource` (``held_out``, ``shape``, ``kind``, ``dist``,
+    ``seed``); the task never fetches training batches itself.
     """
 
     name = None
     datasets = ()
     default_dataset = None
+    spec = Spec()
 
-    @classmethod
-    def defaults(cls):
-        """Hyperparameters and their defaults (all JSON-serialisable)."""
-        return {}
-
-    @classmethod
-    def defaults_for(cls, dataset):
-        """``defaults()`` adjusted for a dataset (e.g. a smaller batch on MNIST)."""
-        return cls.defaults()
-
-    def __init__(self, config, data):
-        self.config = config
+    def __init__(self, hp, data):
+        self.hp = hp if isinstance(hp, HParams) else self.spec.build(hp, getattr(data, "name", None))
         self.data = data
+
+    @classmethod
+    def check_data(cls, kind, shape):
+        """Raise ValueError naming what fits if examples of ``kind`` (``'points'``/``'images'``)
+        and ``shape`` cannot be modelled; called before anything is written."""
+
+    def batches_per_step(self, step):
+        """How many training batches ``train_step(step, ...)`` takes (default 1)."""
+        return 1
 
     def modules(self):
         """dict name -> nn.Module (saved in checkpoints)."""
@@ -77,9 +80,10 @@ class Task:
         """dict name -> optimiser (saved in checkpoints)."""
         raise NotImplementedError
 
-    def train_step(self, step, batch, rng):
-        """One training step on ``batch`` (a backend array, or None for tasks that sample
-        their own data from ``rng``); returns dict of Python floats (the logged loss terms)."""
+    def train_step(self, step, batches, rng):
+        """One training step on ``batches`` (a list of ``batches_per_step(step)`` host float32
+        arrays, the harness's next ones); returns the logged terms as a dict of scalars:
+        floats, 0-d arrays or 0-d Tensors (the harness fetches them from the device together)."""
         raise NotImplementedError
 
     def evaluate(self, rng):
@@ -95,7 +99,7 @@ class Task:
         return []
 
     def state_dict(self):
-        """Task state beyond modules and optimisers (counters, schedules)."""
+        """Task state beyond modules and optimisers (schedules)."""
         return {}
 
     def load_state_dict(self, state):

@@ -1,52 +1,57 @@
-"""The training harness shared by every model: data, seeded randomness, run directory,
-logging, checkpoints, resume, signals, evaluation and plots.
+"""The training harness shared by every model: run specification, data, seeded randomness, run
+directory, logging, checkpoints, resume, signals, evaluation and figures.
 
     run_dir = run("wgan-gp", dataset="8gaussians", steps=2000)
     run_dir = run(resume=run_dir, steps=4000)
 
-A run directory holds
+A run is opened (:func:`open_run`: a new run and a resumed one take the same path), trained
+(:func:`train`: the loop and its signals) and finished (:func:`finish`: evaluation, figures,
+summary). A run directory (:class:`~scratchgen.rundir.RunDir`, locked while written) holds
 
-* ``config.json``: model, dataset, split, holdout, seed, every hyperparameter (the task's
-  ``defaults()`` with the user's overrides), steps, the resolved ``schedule`` (``log_every``,
-  ``eval_every``, ``ckpt_every``, ``keep_checkpoints``), the data's description, scratchgen
-  version, backend and command line;
+* ``config.json``: the :class:`~scratchgen.spec.RunConfig` (model, dataset, split, holdout,
+  seed, steps, the task's checked hyperparameters, the resolved ``schedule``, absolute data
+  paths, the ``history`` of resumptions) and a description (version, backend, command line,
+  the data's shape);
 * ``metrics.jsonl``: one JSON line per logged step, ``{"kind": "train", "step", "time", <loss
   terms>}``, and one per evaluation, ``{"kind": "eval", "step", <metrics>}``; ``step`` counts
   completed steps, ``time`` is wall seconds since the run began (across resumptions);
-* ``ckpt-XXXXXXXX.npz`` (``sg.save``, atomic; the last ``keep_checkpoints``): step, modules,
-  optimisers and ``task.state_dict()`` after step XXXXXXXX;
-* ``eval.json`` (the final evaluation), ``curves.png`` (the metric curves) and the task's plots.
+* ``ckpt-XXXXXXXX.npz`` (the last ``keep_checkpoints``, only ever from finite state): step,
+  batch index, modules, optimisers and ``task.state_dict()`` after step XXXXXXXX;
+* ``eval.json`` (the latest evaluation), ``curves.png`` and the task's figures, redrawn at
+  every evaluation.
 
-Step ``k`` (0-based) trains on ``data.batch_at(k)`` with ``step_rng(seed, k)``; modules are
-initialised after ``sg.manual_seed(seed)``. A checkpoint after step ``k`` therefore holds all
-the state, and a run resumed from it repeats the uninterrupted run bit for bit (on the CPU
-backends); resuming drops the metric lines logged after the checkpoint.
+Step ``k`` (0-based) trains on the data's next ``task.batches_per_step(k)`` batches (the harness
+keeps their index) with ``step_rng(seed, k)``; modules are initialised after
+``sg.manual_seed(seed)``. A checkpoint after step ``k`` therefore holds all the state, and a
+run resumed from it repeats the uninterrupted run bit for bit (on the CPU backends); resuming
+drops the metric lines logged after the checkpoint.
 
 SIGINT / SIGTERM finish the current step, save a checkpoint and raise :class:`TrainingStopped`
 (``exit_code`` 130 / 143, the ``scratchgen`` command's exit status); a second Ctrl-C quits at
-once without saving. A non-finite loss term stops the run before anything is saved
-(``exit_code`` 3), naming the step, the term and the last good checkpoint.
+once without saving. A non-finite loss term or weight stops the run before anything
+non-finite is saved (``exit_code`` 3), naming the step, the term and the last good checkpoint.
 """
-import json
 import math
-import os
-import re
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 import scratchgen as sg
 from scratchgen import backend, plots
-from scratchgen.data import (TOY_DATASETS, BatchLoader, load_array, load_mnist, split_holdout,
-                             toy_batch_at, toy_dataset)
+from scratchgen.autograd.tensor import Tensor
+from scratchgen.data import (DATASETS, STREAMS, DataSource, DatasetError, is_array_path,
+                             split_array_spec, step_rng)
+from scratchgen.rundir import NonFiniteStateError, RunDir, RunDirError
+from scratchgen.spec import (FLAGS, RUN, SCHEDULE, RunConfig, SpecError, absolute,
+                             check_option, resolve_schedule)
 from scratchgen.tasks import get_task
 
-CKPT_RE = re.compile(r"^ckpt-(\d{8})\.npz$")
-DATASETS = TOY_DATASETS + ("mnist",)
-DEFAULT_STEPS = 2000
+__all__ = ["run", "open_run", "train", "finish", "load_run", "build", "TrainingStopped",
+           "UsageError", "DataSource", "step_rng", "STREAMS", "DATASETS"]
+CHECKPOINT_FORMAT = 2  # 2: the harness's batch index is saved (1, no "format": tasks counted)
+RESUMABLE = ("steps", "epochs", "data_dir", "lr") + SCHEDULE
 
 
 class TrainingStopped(Exception):
@@ -62,166 +67,201 @@ class UsageError(ValueError):
     """A bad name, path or option given by the user."""
 
 
-# ---- data ----------------------------------------------------------------------------------------
-class DataSource:
-    """What a task sees of its data.
-
-    * ``batch_at(step)``: the training batch of ``step``, a host float32 array (images
-      (B, C, H, W) preprocessed by :class:`~scratchgen.data.BatchLoader`; points (B, D));
-    * ``held_out``: toy data: ``max(holdout, eval_size)`` points drawn once from the seed;
-      finite data: ``(x, labels)`` of the last ``holdout`` examples, else of the other MNIST
-      split when present, else of the first ``eval_size`` training examples; ``x`` gets the
-      deterministic part of the preprocessing (scaling; binarisation is left to the task);
-    * ``name`` (``'array'`` for files), ``kind`` (``'points'``/``'images'``), ``shape`` (one
-      example), ``dist`` (the :class:`~scratchgen.data.ToyDistribution` or None),
-      ``preprocess``, ``batches_per_epoch`` (0 for toys: sampled afresh each step).
-    """
-
-    def __init__(self, dataset, batch_size, seed=0, split="train", holdout=0, data_dir=None,
-                 preprocess=None, eval_size=1000):
-        self.name, self.split, self.holdout = dataset, split, int(holdout)
-        self.batch_size, self.seed = int(batch_size), int(seed)
-        self.dist = None
-        if dataset in TOY_DATASETS:
-            self.kind = "points"
-            self.dist = toy_dataset(dataset)
-            self.shape = (2,)
-            self.batches_per_epoch = 0
-            self.held_out = self.dist.sample(max(self.holdout, eval_size),
-                                             rng=step_rng(self.seed, 0, STREAMS["held_out"]))
-            self.preprocess = "none"
-            return
-        if dataset == "mnist":
-            x, y = self._mnist(data_dir, split)
-        elif dataset.endswith((".npy", ".npz")):
-            x, y = load_array(dataset), None
-            self.name = "array"
-        else:
-            raise UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}"
-                             " or give a path to a .npy/.npz file")
-        self.kind = "points" if x.ndim == 2 else "images"
-        self.preprocess = preprocess or ("none" if self.kind == "points" else "symmetric")
-        held = None
-        if self.holdout:
-            try:
-                x, y, hx, hy = split_holdout(x, y, self.holdout)
-            except ValueError as e:
-                raise UsageError(str(e)) from e
-            held = (hx, hy)
-        elif dataset == "mnist":
-            other = "test" if split == "train" else "train"
-            try:  # the other split when it is at hand (never downloaded for this)
-                held = self._mnist(data_dir, other, download=False)
-            except Exception:  # only one split present: evaluate on training examples
-                held = None
-        if held is None:
-            held = (x[:eval_size], None if y is None else y[:eval_size])
-        self.held_out = (self._scale(held[0]), held[1])
-        self.shape = tuple(x.shape[1:])
-        self.loader = BatchLoader(x, self.batch_size, shuffle=True, seed=self.seed,
-                                  preprocess=self.preprocess)
-        self.batches_per_epoch = len(self.loader)
-        if self.batches_per_epoch == 0:
-            raise UsageError(f"{len(x)} training examples are fewer than one batch of "
-                             f"{self.batch_size}")
-
-    @staticmethod
-    def _mnist(data_dir, split, download=True):
-        """``load_mnist`` from ``data_dir`` (the IDX files' folder, or a folder holding
-        ``mnist/``); without it, ``$SCRATCHGEN_DATA/mnist`` or ``~/.cache/scratchgen/mnist``."""
-        root = None
-        if data_dir is not None:
-            root = Path(data_dir).expanduser()
-            if not root.is_dir():
-                raise UsageError(f"--data-dir {root}: no such folder")
-            if not any(root.glob("*-idx?-ubyte*")) and (root / "mnist").is_dir():
-                root = root / "mnist"
-        return load_mnist(root, split=split, download=download)
-
-    def _scale(self, x):
-        if self.preprocess in ("unit", "symmetric") and x.dtype == np.uint8:
-            x = x.astype(np.float32) / 255.0
-            return 2 * x - 1 if self.preprocess == "symmetric" else x
-        return x
-
-    def batch_at(self, step):
-        if self.kind == "points" and self.name in TOY_DATASETS:
-            return toy_batch_at(self.name, self.batch_size, step, seed=self.seed)
-        return self.loader.batch_at(step)
-
-    def describe(self):
-        return {"dataset": self.name, "split": self.split, "holdout": self.holdout,
-                "kind": self.kind, "example_shape": list(self.shape),
-                "batches_per_epoch": self.batches_per_epoch, "preprocess": self.preprocess}
+# ---- the run specification -------------------------------------------------------------------
+def new_config(model, overrides=None, argv=None, **options):
+    """A new run's :class:`RunConfig` from options (text or values; each checked, nothing
+    read or written). ``options``: ``dataset``, ``batch_size``, ``lr`` and the run settings
+    of :data:`scratchgen.spec.RUN`; ``overrides``: hyperparameters by name."""
+    if model is None:
+        raise UsageError("give a model name")
+    task = get_task(model)
+    unknown = set(options) - set(RUN.params) - {"dataset", "batch_size", "lr", "data_dir"}
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}")
+    dataset = options.pop("dataset", None) or task.default_dataset
+    if dataset not in task.datasets and not is_array_path(dataset):
+        raise UsageError(f"{model} cannot train on {dataset!r}; choose one of "
+                         f"{', '.join(task.datasets)} (or a .npy/.npz file)")
+    values = dict(overrides or {})
+    for key in ("batch_size", "lr"):
+        if options.get(key) is not None:
+            if key not in task.spec:
+                raise UsageError(f"{model} takes no {FLAGS[key]}; its hyperparameters are "
+                                 f"{', '.join(task.spec.params)}")
+            values[key] = task.spec.params[key].parse(options.pop(key), FLAGS[key])
+    run = {k: check_option(k, v) for k, v in options.items()
+           if k in RUN.params and v is not None}
+    _check_folder(options.get("data_dir"))
+    data_path = absolute(dataset) if is_array_path(dataset) else dataset  # runs from any cwd
+    config = RunConfig(model=model, dataset=data_path,
+                       hyperparameters=task.spec.build(values, dataset),
+                       data_dir=absolute(options.get("data_dir")),
+                       schedule={k: run.pop(k, None) for k in SCHEDULE},
+                       meta={"version": sg.__version__, "argv": argv})
+    config.pending["epochs"] = run.pop("epochs", None)
+    for key, value in run.items():
+        setattr(config, key, value)
+    return config
 
 
-# ---- run directory -------------------------------------------------------------------------------
-def checkpoints(run_dir):
-    """Checkpoint paths in ``run_dir``, oldest first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    return sorted(p for p in run_dir.iterdir() if CKPT_RE.match(p.name))
+def resumed_config(stored, origin, **options):
+    """A stored run's :class:`RunConfig` with the changes a resume may make: more ``steps``
+    (or ``epochs``), another ``data_dir``, the cadences, a lower ``lr`` (recorded in
+    ``history``). Any other option is refused, naming it."""
+    fixed = [k for k, v in options.items() if v is not None and v != {} and k not in RESUMABLE]
+    if fixed:
+        names = {"overrides": "--set", "out": "--out"}
+        raise UsageError(f"{', '.join(names.get(k) or FLAGS.get(k, '--' + k) for k in fixed)} "
+                         f"cannot change when resuming (the run's settings are in {origin}); "
+                         "start a new run with --out instead")
+    config = relocate(RunConfig.from_json(stored, origin=str(origin)), options.get("data_dir"))
+    config.schedule.update({k: check_option(k, options[k]) for k in SCHEDULE
+                            if options.get(k) is not None})
+    for key in ("steps", "epochs"):
+        config.pending[key] = None if options.get(key) is None else check_option(key, options[key])
+    if options.get("lr") is not None:
+        _lower_lr(config, options["lr"])
+    return config
 
 
-def latest_checkpoint(run_dir):
-    ck = checkpoints(run_dir)
-    if not ck:
-        raise UsageError(f"no checkpoint (ckpt-XXXXXXXX.npz) in {run_dir}")
-    return ck[-1]
+def _lower_lr(config, value):
+    hp = config.hyperparameters
+    if "lr" not in hp:
+        raise UsageError(f"{config.model} takes no --lr")
+    lr = get_task(config.model).spec.params["lr"].parse(value, "--lr")
+    if lr > hp.lr:
+        raise UsageError(f"--lr {value}: resuming may only lower the learning rate (the run's "
+                         f"is {hp.lr:g}); start a new run to raise it")
+    config.hyperparameters = hp.replace(lr=lr)
+    config.pending["lr_was"] = hp.lr
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+def relocate(config, data_dir):
+    """Point a stored run at data moved to ``data_dir`` (MNIST's folder, or the folder now
+    holding the run's .npy/.npz file)."""
+    if data_dir is None:
+        return config
+    _check_folder(data_dir)
+    config.data_dir = absolute(data_dir)
+    if is_array_path(config.dataset):
+        path, key = split_array_spec(config.dataset)
+        config.dataset = str(Path(config.data_dir) / Path(path).name) + (
+            "" if key is None else ":" + key)
+    return config
 
 
-def _write_json(path, obj):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+def _check_folder(data_dir):
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise UsageError(f"--data-dir {data_dir}: no such folder")
 
 
-def _truncate_metrics(path, step):
-    """Drop metric lines logged after ``step`` (they belong to an interrupted future) and a
-    torn last line; return the wall time of the last line kept (resumed runs count on)."""
-    if not path.exists():
-        return 0.0
-    keep, t = [], 0.0
-    for ln in path.read_text().splitlines():
+# ---- building, saving and restoring ------------------------------------------------------------
+def build(config):
+    """(task, data) of a :class:`RunConfig`, the modules initialised from its seed. A model
+    that cannot take the data is refused here, before anything is written."""
+    task_cls, hp = get_task(config.model), config.hyperparameters
+    data = DataSource(config.dataset, hp["batch_size"] if "batch_size" in hp else 1,
+                      seed=config.seed, split=config.split, holdout=config.holdout,
+                      data_dir=config.data_dir,
+                      preprocess=hp["preprocess"] if "preprocess" in hp else None)
+    try:
+        task_cls.check_data(data.kind, data.shape)
+    except ValueError as e:
+        raise UsageError(f"--dataset {config.dataset}: {e}") from None
+    sg.manual_seed(config.seed)
+    return task_cls(hp, data), data
+
+
+def _state(task, step, batch):
+    return {"format": CHECKPOINT_FORMAT, "step": step, "batch": batch,
+            "modules": {k: m.state_dict() for k, m in task.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in task.optimizers().items()},
+            "task": task.state_dict()}
+
+
+def restore(task, path, state, version=None):
+    """Load a checkpoint's ``state`` into ``task``; returns ``(step, batch index)``.
+    Checkpoints of the first format (no batch index) continue from the batches the task
+    counted (``real_batches``), else one per step. Architecture mismatches name the
+    parameter."""
+    for k, m in task.modules().items():
+        if k not in state.get("modules", {}):
+            raise UsageError(f"{path}: checkpoint has no module {k!r} (it has "
+                             f"{', '.join(state.get('modules', {}))}); was it written by "
+                             f"another model (scratchgen {version})?")
         try:
-            rec = json.loads(ln)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("step", 0) <= step:
-            keep.append(ln)
-            t = rec.get("time", t)
-    path.write_text("".join(ln + "\n" for ln in keep))
-    return float(t)
+            m.load_state_dict(state["modules"][k])
+        except (RuntimeError, ValueError) as e:
+            raise UsageError(f"{path}: checkpoint does not fit module {k!r}: {e}") from e
+    for k, o in task.optimizers().items():
+        if k not in state.get("optimizers", {}):
+            raise UsageError(f"{path}: checkpoint has no optimiser {k!r} (written by "
+                             f"scratchgen {version})")
+        o.load_state_dict(state["optimizers"][k])
+    task.load_state_dict(state.get("task", {}))
+    step = int(state["step"])
+    return step, int(state.get("batch", state.get("task", {}).get("real_batches", step)))
 
 
-def _resolve_schedule(sched, total):
-    """Fill in the cadences left open: log 200 times, evaluate 5 times, checkpoint 10 times
-    over ``total`` steps; keep 3 checkpoints. Stored resolved, so a resumed run keeps them."""
-    auto = {"log_every": max(1, total // 200), "eval_every": max(1, total // 5),
-            "ckpt_every": max(1, total // 10), "keep_checkpoints": 3}
-    out = {}
-    for key, default in auto.items():
-        value = sched.get(key)
-        value = default if value is None else int(value)
-        if value < 1:
-            raise UsageError(f"{key} must be >= 1, got {value}")
-        out[key] = value
-    return out
+def load_run(run_dir, data_dir=None):
+    """(task, data, config, step) restored from a run directory's newest intact checkpoint,
+    read without the lock (eval, sample); ``data_dir`` relocates the run's data."""
+    rd = RunDir.open(run_dir, readonly=True)
+    config = relocate(RunConfig.from_json(rd.read_config(), origin=str(rd.path / "config.json")),
+                      data_dir)
+    task, data = build(config)
+    path, state = rd.load_latest(warn=_warn)
+    step, _ = restore(task, path, state, config.meta.get("version"))
+    return task, data, config, step
 
 
-def _fresh_dir(path):
-    """``path``, or ``path-2``, ``path-3``, ... if it exists."""
+def _warn(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- opening a run: new or resumed, one path -----------------------------------------------------
+@dataclass
+class Run:
+    """An open run: its locked directory, specification, task, data and position."""
+    dir: RunDir
+    config: RunConfig
+    task: object
+    data: DataSource
+    step: int
+    batch: int
+    t0: float  # wall time the run began (across resumptions)
+
+
+def open_run(model=None, resume=None, out=None, argv=None, overrides=None, **options):
+    """A new run of ``model`` into ``out`` (default ``runs/MODEL-DATASET-TIME``), or the run
+    in ``resume`` continued from its newest intact checkpoint. Everything is checked before
+    the directory is created or changed."""
+    if resume is not None:
+        if model is not None:
+            raise UsageError(f"give either MODEL or --resume DIR, not both (the run in "
+                             f"{resume} knows its model)")
+        stored = RunDir.open(resume, readonly=True)
+        config = resumed_config(stored.read_config(), stored.path / "config.json", out=out,
+                                overrides=overrides, **options)
+    else:
+        config = new_config(model, overrides, argv, **options)
+    task, data = build(config)
+    rd = RunDir.open(resume) if resume is not None else RunDir.create(
+        out or _default_out(config))
+    try:
+        step, batch = _restore_latest(rd, task, config) if resume is not None else (0, 0)
+        _settle(config, data, step)
+        rd.write_config(config.to_json())
+        t_offset = rd.truncate_metrics(step) if resume is not None else 0.0
+    except BaseException:
+        rd.close()
+        raise
+    return Run(rd, config, task, data, step, batch, time.time() - t_offset)
+
+
+def _default_out(config):
+    stem = Path(config.dataset.split(":")[0]).stem
+    path = Path("runs") / f"{config.model}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     k, p = 1, path
     while p.exists():
         k += 1
@@ -229,109 +269,217 @@ def _fresh_dir(path):
     return p
 
 
-def _epochs_to_steps(epochs, data, dataset):
-    if not data.batches_per_epoch:
-        raise UsageError(f"--epochs needs a finite data set; {dataset} is sampled afresh each "
-                         "step: give --steps")
-    if int(epochs) < 1:
-        raise UsageError(f"--epochs must be positive, got {epochs}")
-    return int(epochs) * data.batches_per_epoch
+def _restore_latest(rd, task, config):
+    path, state = rd.load_latest(warn=_warn)
+    version = config.meta.get("version")
+    step, batch = restore(task, path, state, version)
+    if "format" not in state:
+        _warn(f"warning: {path.name} has checkpoint format 1 (scratchgen {version}); "
+              f"continuing from training batch {batch} (a toy-data GAN draws its batches "
+              "differently now, so it will not repeat that version's run exactly)")
+    if "lr_was" in config.pending:  # a lowered learning rate replaces the checkpoint's
+        ratio = config.hyperparameters.lr / config.pending["lr_was"]
+        for opt in task.optimizers().values():
+            for group in opt.param_groups:
+                group["lr"] *= ratio
+        config.history.append({"step": step, "lr": config.hyperparameters.lr})
+    return step, batch
 
 
-def read_config(run_dir):
-    """A run directory's ``config.json``; names what is missing or unreadable."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"run directory not found: {run_dir}")
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise UsageError(f"{run_dir}: no config.json there (not a scratchgen run directory)")
-    try:
-        return json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{cfg_path}: not valid JSON ({e})") from e
+def _settle(config, data, start):
+    """Resolve steps (from epochs), the schedule and the description for ``config.json``."""
+    epochs, steps = config.pending.get("epochs"), config.pending.get("steps")
+    if epochs is not None:
+        if not data.batches_per_epoch:
+            raise UsageError(f"--epochs needs a finite data set; {config.dataset} is sampled "
+                             "afresh each step: give --steps")
+        steps = epochs * data.batches_per_epoch
+    if steps is not None:
+        if steps < start:
+            raise UsageError(f"the run is at step {start}; --steps {steps} would go back")
+        config.steps = steps
+    config.schedule = resolve_schedule(config.schedule, config.steps)
+    config.meta.update(backend=backend.name, data=data.describe())
 
 
-# ---- building and restoring a task ---------------------------------------------------------------
-def _task_config(task_cls, dataset, options, overrides):
-    defaults = task_cls.defaults_for(dataset) if hasattr(task_cls, "defaults_for") \
-        else task_cls.defaults()
-    config = dict(defaults)
-    for key, value in overrides.items():
-        if key not in defaults:
-            raise UsageError(f"{task_cls.name} has no hyperparameter {key!r}; its keys are "
-                             f"{', '.join(sorted(defaults))}")
-        config[key] = value
-    for key in ("batch_size", "lr"):
-        if options.get(key) is not None:
-            if key not in defaults:
-                raise UsageError(f"{task_cls.name} takes no --{key.replace('_', '-')}; its "
-                                 f"hyperparameters are {', '.join(sorted(defaults))}")
-            config[key] = options[key]
-    if "seed" in defaults:
-        config["seed"] = options["seed"]
-    return config
+# ---- the loop ----------------------------------------------------------------------------------
+def fetch_scalars(logs):
+    """A step's logged terms as Python floats, fetched from the device in one transfer."""
+    values = [v.data if isinstance(v, Tensor) else v for v in logs.values()]
+    on_device = [i for i, v in enumerate(values) if backend.is_array(v)]
+    if on_device:
+        xp = backend.xp
+        host = backend.to_numpy(xp.stack([xp.asarray(values[i], dtype=xp.float64).reshape(())
+                                          for i in on_device]))
+        for i, v in zip(on_device, host):
+            values[i] = v
+    return {k: float(v) for k, v in zip(logs, values)}
 
 
-def build(config):
-    """(task, data) from a run's config dict, with the model initialised from its seed."""
-    task_cls = get_task(config["model"])
-    hp = config["hyperparameters"]
-    seed = int(config["seed"])
-    data = DataSource(config["dataset"], hp.get("batch_size", 64), seed=seed,
-                      split=config["split"], holdout=config["holdout"],
-                      data_dir=config.get("data_dir"), preprocess=hp.get("preprocess"))
-    sg.manual_seed(seed)
-    task = task_cls(dict(hp, dataset=data.name), data)
-    return task, data
+class _Signals:
+    """SIGINT/SIGTERM handlers for the loop: the first asks to stop after the current step,
+    a second Ctrl-C quits at once (KeyboardInterrupt)."""
 
+    def __init__(self):
+        self.received, self.saved = None, {}
 
-def _state(task, step):
-    return {"step": step,
-            "modules": {k: m.state_dict() for k, m in task.modules().items()},
-            "optimizers": {k: o.state_dict() for k, o in task.optimizers().items()},
-            "task": task.state_dict()}
-
-
-def restore(task, path):
-    """Load a checkpoint into ``task``; returns its step. Architecture mismatches name the
-    parameter (``load_state_dict``'s error)."""
-    state = sg.load(path)
-    for k, m in task.modules().items():
-        if k not in state["modules"]:
-            raise UsageError(f"{path}: checkpoint has no module {k!r} (it has "
-                             f"{', '.join(state['modules'])}); was it written by another model?")
+    def __enter__(self):
         try:
-            m.load_state_dict(state["modules"][k])
-        except (RuntimeError, ValueError) as e:
-            raise UsageError(f"{path}: checkpoint does not fit module {k!r}: {e}") from e
-    for k, o in task.optimizers().items():
-        if k not in state.get("optimizers", {}):
-            raise UsageError(f"{path}: checkpoint has no optimiser {k!r}")
-        o.load_state_dict(state["optimizers"][k])
-    task.load_state_dict(state.get("task", {}))
-    return int(state["step"])
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.saved[s] = signal.signal(s, self._handle)
+        except ValueError:  # not the main thread: no signal handling
+            pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\n{signal.Signals(signum).name}: finishing the current step, then saving a "
+              "checkpoint (Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)
 
 
-def save_checkpoint(task, run_dir, step, keep):
-    """Write ``ckpt-{step:08d}.npz`` (atomic) and delete all but the newest ``keep``."""
-    path = Path(run_dir) / f"ckpt-{step:08d}.npz"
-    sg.save(_state(task, step), path)
-    for old in checkpoints(run_dir)[:-keep]:
-        old.unlink()
-    return path
+def train(r, progress=None, figures=True):
+    """Train the open run ``r`` up to its ``steps``: log, evaluate (with figures), checkpoint;
+    stop cleanly on a signal or a non-finite value (:class:`TrainingStopped`)."""
+    total, sched = r.config.steps, r.config.schedule
+    bar = _Progress(r.step, total, max(1, total // 20), progress)
+    try:
+        with _Signals() as sig:
+            while r.step < total:
+                logs = _step(r)
+                if r.step % sched["log_every"] == 0 or r.step == total:
+                    r.dir.append_metrics([{"kind": "train", "step": r.step,
+                                           "time": round(time.time() - r.t0, 3), **logs}])
+                bar.update(r.step, logs)
+                if r.step % sched["eval_every"] == 0 and r.step != total:
+                    ev = evaluate(r, figures)
+                    bar.write(f"eval @ {r.step}: " + _terms(ev))
+                if r.step % sched["ckpt_every"] == 0 or sig.received:
+                    ckpt = _checkpoint(r)
+                if sig.received:
+                    raise TrainingStopped(
+                        f"{signal.Signals(sig.received).name}: stopped after step {r.step}/"
+                        f"{total}; checkpoint saved: {ckpt}\ncontinue with: scratchgen train "
+                        f"--resume {r.dir.path}", 128 + sig.received, r.dir.path)
+    except KeyboardInterrupt:
+        raise TrainingStopped(f"interrupted during step {r.step + 1}, not saved; "
+                              + _last_good(r), 130, r.dir.path) from None
+    finally:
+        bar.close()
 
 
-STREAMS = {"train": 1, "eval": 2, "plots": 3, "held_out": 4}
+def take_step(task, data, seed, step, batch):
+    """Training step ``step`` as the harness runs it: the task's batches from index ``batch``
+    on, the step's rng; returns (the logged terms as floats, the next batch index)."""
+    n = task.batches_per_step(step)
+    logs = task.train_step(step, data.batches(batch, n), step_rng(seed, step))
+    return fetch_scalars(logs), batch + n
 
 
-def step_rng(seed, step, stream=1):
-    """The Generator for ``step``'s ``stream`` (1 training, 2 evaluation, 3 plots, 4 the toy
-    held-out set): ``SeedSequence([seed, step], spawn_key=(stream,))``. The spawn key pads the
-    entropy to 5 words, so these never coincide with the data layer's plain
-    ``default_rng([seed, ...])`` streams (at most 4 words)."""
-    ss = np.random.SeedSequence([int(seed), int(step)], spawn_key=(int(stream),))
-    return np.random.default_rng(ss)
+def _step(r):
+    logs, batch = take_step(r.task, r.data, r.config.seed, r.step, r.batch)
+    bad = [k for k, v in logs.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingStopped(f"stopped: loss term {bad[0]!r} is {logs[bad[0]]} at step "
+                              f"{r.step + 1} (all terms: {logs}); {_last_good(r)}", 3,
+                              r.dir.path)
+    r.step, r.batch = r.step + 1, batch
+    return logs
+
+
+def _checkpoint(r):
+    try:
+        return r.dir.save_checkpoint(r.step, _state(r.task, r.step, r.batch),
+                                     r.config.schedule["keep_checkpoints"])
+    except NonFiniteStateError as e:
+        raise TrainingStopped(f"stopped: {e.key} holds NaN or infinite values after step "
+                              f"{r.step}, not saved; {_last_good(r)}", 3, r.dir.path) from None
+
+
+def _last_good(r):
+    last = r.dir.checkpoints()
+    if not last:
+        return "no checkpoint was written before it (start a new run, e.g. with a lower --lr)"
+    return (f"the last good checkpoint is {last[-1]} (continue from it with scratchgen train "
+            f"--resume {r.dir.path}, e.g. with a lower --lr)")
+
+
+def evaluate(r, figures=True):
+    """Evaluate at the current step: a metrics line, ``eval.json`` and (``figures``) the
+    task's figures and ``curves.png``, each written atomically."""
+    ev = fetch_scalars(r.task.evaluate(step_rng(r.config.seed, r.step, STREAMS["eval"])))
+    r.dir.append_metrics([{"kind": "eval", "step": r.step, **ev}])
+    r.dir.write_json("eval.json", {"step": r.step, **ev})
+    if figures:
+        draw_figures(r.task, r.dir.path, r.config.seed, r.step)
+    return ev
+
+
+def draw_figures(task, run_dir, seed, step):
+    """The task's figures and the metric curves; returns their paths."""
+    written = list(task.plots(run_dir, step_rng(seed, step, STREAMS["plots"])) or [])
+    metrics = Path(run_dir) / "metrics.jsonl"
+    if metrics.exists() and metrics.stat().st_size:
+        written.append(plots.metric_curves(metrics, Path(run_dir) / "curves.png"))
+    return written
+
+
+def finish(r, figures=True, t_start=None):
+    """The end of a run: a final checkpoint and evaluation (not repeated when the run had
+    already finished), figures and a summary on stdout."""
+    done = [e for e in r.dir.read_metrics() if e.get("kind") == "eval" and e["step"] == r.step]
+    if done:
+        ev = {k: v for k, v in done[-1].items() if k not in ("kind", "step")}
+    else:
+        if not any(p.name == f"ckpt-{r.step:08d}.npz" for p in r.dir.checkpoints()):
+            _checkpoint(r)
+        ev = evaluate(r, figures=False)
+    written = draw_figures(r.task, r.dir.path, r.config.seed, r.step) if figures else []
+    d, c = r.dir.path, r.config
+    took = "" if t_start is None else f" ({time.time() - t_start:.1f} s)"
+    print(f"done: {c.model} on {c.dataset}, step {r.step}/{c.steps}{took}")
+    print("final metrics: " + _terms(ev))
+    print(f"run directory: {d}")
+    print(f"  metrics: {d / 'metrics.jsonl'}, {d / 'eval.json'}")
+    if written:
+        print("  plots:   " + ", ".join(str(p) for p in written))
+    print(f"  next:    scratchgen sample {d}  |  scratchgen eval {d}  |  scratchgen train "
+          f"--resume {d} --steps {2 * c.steps}")
+    return ev
+
+
+def run(model=None, *, resume=None, out=None, progress=None, final_plots=True, argv=None,
+        overrides=None, **options):
+    """Train ``model`` (a registered task name) and return the run directory (a Path).
+
+    ``options``: ``dataset`` (a toy name, ``'mnist'`` or a .npy/.npz path, ``file.npz:key``;
+    default the task's), ``steps`` (default 2000) or ``epochs`` (finite data only),
+    ``batch_size``, ``lr``, ``seed``, ``split``, ``holdout``, ``data_dir``, the cadences
+    ``log_every``, ``eval_every``, ``ckpt_every``, ``keep_checkpoints`` (None: automatic, see
+    :func:`~scratchgen.spec.resolve_schedule`); ``overrides``: hyperparameters by name. Text
+    or values: everything is checked against its declaration first. ``progress``: tqdm bar
+    (True), plain lines (False), or a bar when stdout is a terminal (None).
+
+    With ``resume`` (a run directory) the settings come from its ``config.json``; ``steps``/
+    ``epochs`` may extend the run, ``data_dir`` and the cadences change and ``lr`` go down.
+    Raises :class:`TrainingStopped` on SIGINT/SIGTERM (after saving a checkpoint) or on a
+    non-finite value (keeping the last good checkpoint).
+    """
+    t_start = time.time()
+    r = open_run(model, resume, out, argv, overrides, **options)
+    with r.dir:
+        train(r, progress, figures=final_plots)
+        finish(r, figures=final_plots, t_start=t_start)
+    return r.dir.path
+
+
+def _terms(values):
+    return "  ".join(f"{k} {v:.4g}" for k, v in values.items())
 
 
 # ---- progress ------------------------------------------------------------------------------------
@@ -362,8 +510,7 @@ class _Progress:
                 or now - self.last >= self.PLAIN_SECONDS):
             self.last = now
             rate = (step - self.start) / max(now - self.t0, 1e-9)
-            terms = "  ".join(f"{k} {v:.4g}" for k, v in logs.items())
-            print(f"step {step}/{self.total}  {terms}  ({rate:.1f} it/s)", flush=True)
+            print(f"step {step}/{self.total}  {_terms(logs)}  ({rate:.1f} it/s)", flush=True)
 
     def write(self, text):
         if self.bar is not None:
@@ -376,181 +523,5 @@ class _Progress:
             self.bar.close()
 
 
-# ---- the loop ------------------------------------------------------------------------------------
-def run(model=None, dataset=None, split="train", holdout=0, steps=None, epochs=None,
-        batch_size=None, lr=None, seed=0, out=None, resume=None, data_dir=None, overrides=None,
-        log_every=None, eval_every=None, ckpt_every=None, keep_checkpoints=None, progress=None,
-        final_plots=True, argv=None):
-    """Train ``model`` (a registered task name) and return the run directory.
-
-    ``dataset``: a toy name, ``'mnist'`` or a .npy/.npz path (default: the task's).
-    ``steps`` (default 2000) or ``epochs`` (finite data only). ``overrides``: hyperparameters
-    by name (unknown keys raise :class:`UsageError` listing the task's). ``out``: the run
-    directory (default ``runs/MODEL-DATASET-TIME``). Cadences left None are resolved as in
-    :func:`_resolve_schedule`. ``progress``: tqdm bar (True), plain lines (False), or a bar
-    when stdout is a terminal (None).
-
-    With ``resume`` (a run directory) everything comes from its ``config.json`` and latest
-    checkpoint; ``steps``/``epochs`` may extend the run, ``data_dir`` and the cadences may
-    change. Raises :class:`TrainingStopped` on SIGINT/SIGTERM (after saving a checkpoint) or
-    on a non-finite loss (keeping the last good checkpoint).
-    """
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        raise UsageError(f"--data-dir {data_dir}: no such folder")
-    schedule = {"log_every": log_every, "eval_every": eval_every, "ckpt_every": ckpt_every,
-                "keep_checkpoints": keep_checkpoints}
-    if resume is not None:
-        run_dir = Path(resume)
-        config = read_config(run_dir)
-        ckpt = latest_checkpoint(run_dir)
-        if data_dir is not None:  # the data may have moved
-            config["data_dir"] = str(data_dir)
-        config.setdefault("schedule", {}).update(
-            {k: v for k, v in schedule.items() if v is not None})
-        task, data = build(config)
-        start = restore(task, ckpt)
-        if epochs is not None:
-            steps = _epochs_to_steps(epochs, data, config["dataset"])
-        if steps is not None:
-            if int(steps) < start:
-                raise UsageError(f"{ckpt} is at step {start}; --steps {steps} would go back")
-            config["steps"] = int(steps)
-    else:
-        if model is None:
-            raise UsageError("give a model name")
-        task_cls = get_task(model)
-        dataset = dataset or task_cls.default_dataset
-        if dataset not in task_cls.datasets and not str(dataset).endswith((".npy", ".npz")):
-            raise UsageError(f"{model} cannot train on {dataset!r}; choose one of "
-                             f"{', '.join(task_cls.datasets)} (or a .npy/.npz file)")
-        hp = _task_config(task_cls, dataset, {"batch_size": batch_size, "lr": lr, "seed": seed},
-                          dict(overrides or {}))
-        config = {"model": model, "dataset": str(dataset), "split": split,
-                  "holdout": int(holdout), "seed": int(seed), "hyperparameters": hp,
-                  "data_dir": None if data_dir is None else str(data_dir),
-                  "version": sg.__version__, "backend": backend.name,
-                  "argv": list(argv) if argv is not None else None}
-        run_dir = Path(out) if out else _fresh_dir(
-            Path("runs") / f"{model}-{Path(str(dataset)).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if checkpoints(run_dir):
-            raise UsageError(f"{run_dir} already holds a run; continue it with --resume "
-                             f"{run_dir}, or choose another --out")
-        task, data = build(config)
-        if epochs is not None:
-            steps = _epochs_to_steps(epochs, data, dataset)
-        config["steps"] = int(steps if steps is not None else DEFAULT_STEPS)
-        if config["steps"] < 1:
-            raise UsageError(f"--steps must be positive, got {config['steps']}")
-        config["data"] = data.describe()
-        config["schedule"] = schedule
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.jsonl").write_text("")
-        start = 0
-    total = int(config["steps"])
-    sched = config["schedule"] = _resolve_schedule(config.get("schedule", {}), total)
-    log_every, eval_every, ckpt_every, keep = (
-        sched[k] for k in ("log_every", "eval_every", "ckpt_every", "keep_checkpoints"))
-    config["backend"] = backend.name
-    _write_json(run_dir / "config.json", config)
-    metrics_path = run_dir / "metrics.jsonl"
-    t_offset = _truncate_metrics(metrics_path, start)
-    seed = int(config["seed"])
-
-    stop = {}
-
-    def on_signal(signum, frame):
-        if stop and signum == signal.SIGINT:  # a second Ctrl-C: leave now, without saving
-            raise KeyboardInterrupt
-        stop["signal"] = signum
-        print(f"\n{signal.Signals(signum).name}: finishing the current step, then saving a "
-              "checkpoint (Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
-
-    handlers = {}
-    try:
-        for s in (signal.SIGINT, signal.SIGTERM):
-            handlers[s] = signal.signal(s, on_signal)
-    except ValueError:  # not the main thread: no signal handling
-        handlers = {}
-    bar = _Progress(start, total, max(1, total // 20), progress)
-    t_start = time.time()
-    t0 = t_start - t_offset  # metrics' "time" counts on across resumptions
-    step = start
-    try:
-        with metrics_path.open("a") as mf:
-            while step < total:
-                logs = task.train_step(step, data.batch_at(step), step_rng(seed, step))
-                bad = [k for k, v in logs.items() if not math.isfinite(v)]
-                if bad:
-                    last = checkpoints(run_dir)
-                    where = (f"the last good checkpoint is {last[-1]} (continue from it with "
-                             f"scratchgen train --resume {run_dir}, e.g. with a lower --lr)"
-                             if last else "no checkpoint was written before it")
-                    raise TrainingStopped(
-                        f"stopped: loss term {bad[0]!r} is {logs[bad[0]]} at step {step + 1} "
-                        f"(all terms: {logs}); {where}", 3, run_dir)
-                step += 1
-                if step % log_every == 0 or step == total:
-                    mf.write(json.dumps({"kind": "train", "step": step,
-                                         "time": round(time.time() - t0, 3), **logs}) + "\n")
-                    mf.flush()
-                bar.update(step, logs)
-                if step % eval_every == 0 and step != total:
-                    ev = task.evaluate(step_rng(seed, step, 2))
-                    mf.write(json.dumps({"kind": "eval", "step": step, **ev},
-                                        default=_json_default) + "\n")
-                    mf.flush()
-                    bar.write(f"eval @ {step}: " + "  ".join(f"{k} {v:.4g}"
-                                                             for k, v in ev.items()))
-                if step % ckpt_every == 0 or "signal" in stop:
-                    ckpt = save_checkpoint(task, run_dir, step, keep)
-                if "signal" in stop:
-                    name = signal.Signals(stop["signal"]).name
-                    raise TrainingStopped(
-                        f"{name}: stopped after step {step}/{total}; checkpoint saved: {ckpt}\n"
-                        f"continue with: scratchgen train --resume {run_dir}",
-                        128 + stop["signal"], run_dir)
-            if not checkpoints(run_dir) or checkpoints(run_dir)[-1].name != f"ckpt-{step:08d}.npz":
-                save_checkpoint(task, run_dir, step, keep)
-            ev = task.evaluate(step_rng(seed, step, 2))
-            mf.write(json.dumps({"kind": "eval", "step": step, **ev},
-                                default=_json_default) + "\n")
-    except KeyboardInterrupt:
-        last = checkpoints(run_dir)
-        raise TrainingStopped(
-            f"interrupted during step {step + 1}, not saved; " +
-            (f"the last checkpoint is {last[-1]} (continue with: scratchgen train --resume "
-             f"{run_dir})" if last else "no checkpoint was written"), 130, run_dir) from None
-    finally:
-        bar.close()
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    _write_json(run_dir / "eval.json", {"step": step, **ev})
-    written = []
-    if final_plots:
-        written = finish_plots(task, run_dir, seed, step)
-    print(f"done: {config['model']} on {config['dataset']}, step {step}/{total} "
-          f"({time.time() - t_start:.1f} s)")
-    print("final metrics: " + "  ".join(f"{k} {v:.4g}" for k, v in ev.items()))
-    print(f"run directory: {run_dir}")
-    print(f"  metrics: {run_dir / 'metrics.jsonl'}, {run_dir / 'eval.json'}")
-    if written:
-        print("  plots:   " + ", ".join(str(p) for p in written))
-    print(f"  next:    scratchgen sample {run_dir} -n 64 -o samples.png  |  scratchgen eval "
-          f"{run_dir}  |  scratchgen train --resume {run_dir} --steps {2 * total}")
-    return run_dir
-
-
-def finish_plots(task, run_dir, seed, step):
-    written = list(task.plots(run_dir, step_rng(seed, step, 3)) or [])
-    mp = Path(run_dir) / "metrics.jsonl"
-    if mp.exists() and mp.stat().st_size:
-        written.append(plots.metric_curves(mp, Path(run_dir) / "curves.png"))
-    return written
-
-
-def load_run(run_dir):
-    """(task, data, config, step) restored from a run directory's latest checkpoint."""
-    config = read_config(run_dir)
-    task, data = build(config)
-    step = restore(task, latest_checkpoint(run_dir))
-    return task, data, config, step
+__all__ += ["take_step", "new_config", "resumed_config", "relocate", "restore", "evaluate", "draw_figures",
+            "fetch_scalars", "Run", "RunDirError", "SpecError", "DatasetError"]

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import scratchgen as sg
-from scratchgen import cli, trainer
+from scratchgen import cli
 from scratchgen.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
-from harness import PLUGINS, checkpoint_state, cli_process, run_toy  # noqa: E402
+from harness import PLUGINS, checkpoint_state, checkpoints, cli_process, run_toy  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -74,8 +74,10 @@ def test_bad_paths_name_the_path(tmp_path, capsys):
 
 
 def test_resume_errors(toy_run, tmp_path, capsys):
-    err = error_of(capsys, ["train", "--resume", str(toy_run), "--lr", "0.1", "--seed", "2"])
-    assert "--lr, --seed" in err and "config.json" in err
+    err = error_of(capsys, ["train", "--resume", str(toy_run), "--seed", "2", "--set", "width=3"])
+    assert "--set, --seed cannot change" in err and "config.json" in err
+    err = error_of(capsys, ["train", "--resume", str(toy_run), "--lr", "0.1"])
+    assert "--lr 0.1" in err and "only lower" in err
     assert "not both" in error_of(capsys, ["train", "toy-regression", "--resume", str(toy_run)])
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -86,7 +88,7 @@ def test_resume_errors(toy_run, tmp_path, capsys):
 
 def test_unreadable_checkpoint_names_the_file(tmp_path, capsys):
     d = run_toy(tmp_path / "c", 5)
-    ck = trainer.latest_checkpoint(d)
+    ck = checkpoints(d)[-1]
     ck.write_bytes(ck.read_bytes()[:100])
     assert str(ck) in error_of(capsys, ["eval", str(d)])
 
@@ -100,7 +102,7 @@ def test_eval_writes_eval_json_and_plots(toy_run, capsys):
     # the same numbers as the run's own final evaluation (same step, same stream)
     last = [json.loads(ln) for ln in (toy_run / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["kind"] == "eval" and last["held_out_mse"] == ev["held_out_mse"]
-    assert "'nosuch'" in error_of(capsys, ["eval", str(toy_run), "--set", "nosuch=1"])
+    assert "nosuch: no such" in error_of(capsys, ["eval", str(toy_run), "--set", "nosuch=1"])
 
 
 def test_sample_writes_npy_and_png_and_rejects_other_extensions(toy_run, tmp_path, capsys):
@@ -111,15 +113,90 @@ def test_sample_writes_npy_and_png_and_rejects_other_extensions(toy_run, tmp_pat
     capsys.readouterr()
     err = error_of(capsys, ["sample", str(toy_run), "-n", "4", "-o", str(tmp_path / "x.jpg")])
     assert "'.jpg'" in err and ".png" in err and ".npy" in err
-    assert "-n" in error_of(capsys, ["sample", str(toy_run), "-n", "0", "-o", "x.npy"])
+    assert "-n 0" in error_of(capsys, ["sample", str(toy_run), "-n", "0", "-o", "x.npy"])
+    err = error_of(capsys, ["sample", str(toy_run), "-n", "100000000000", "-o", "x.npy"])
+    assert "-n 100000000000: out of range" in err
 
 
-def test_set_values_are_json():
-    assert cli._kv("hidden=[400, 400]") == ("hidden", [400, 400])
-    assert cli._kv("lr=1e-3") == ("lr", 1e-3)
-    assert cli._kv("loss=minimax") == ("loss", "minimax")
+def test_sample_writes_into_the_run_by_default_and_relative_to_the_cwd(toy_run, tmp_path,
+                                                                       monkeypatch, capsys):
+    assert main(["sample", str(toy_run), "-n", "8"]) == 0
+    assert (toy_run / "samples-n8-seed0.png").read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", str(toy_run), "-n", "8", "-o", "mine.npy"]) == 0
+    assert np.load(tmp_path / "mine.npy").shape == (8, 2)
+
+
+def test_sample_refuses_non_finite_samples(toy_run, tmp_path, monkeypatch, capsys):
+    from toytask import ToyRegression
+    monkeypatch.setattr(ToyRegression, "sample", lambda self, n, rng: np.full((n, 2), np.nan))
+    err = error_of(capsys, ["sample", str(toy_run), "-n", "4", "-o", str(tmp_path / "s.npy")])
+    assert "NaN" in err and not (tmp_path / "s.npy").exists()
+
+
+def test_eval_and_sample_accept_a_data_dir_for_moved_data(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    np.save(tmp_path / "a" / "pts.npy",
+            np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32))
+    d = run_toy(tmp_path / "run", 2, dataset=str(tmp_path / "a" / "pts.npy"))
+    (tmp_path / "a").rename(tmp_path / "b")
+    assert "pts.npy" in error_of(capsys, ["eval", str(d), "--no-plots"])
+    assert main(["eval", str(d), "--no-plots", "--data-dir", str(tmp_path / "b")]) == 0
+    assert main(["sample", str(d), "--data-dir", str(tmp_path / "b"), "-o",
+                 str(tmp_path / "s.npy")]) == 0
+
+
+def test_set_takes_key_value_text():
+    assert cli._kv("hidden=[400, 400]") == ("hidden", "[400, 400]")
+    assert cli._kv("critic_burst=false") == ("critic_burst", "false")
     with pytest.raises(Exception, match="key=value"):
         cli._kv("lr")
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--set", "width=abc"], "--set width=abc: not an integer; allowed: an integer >= 1"),
+    (["--set", "width=0"], "--set width=0: out of range"),
+    (["--set", "z_dim=0"], "--set z_dim=0"), (["--set", "n_critic=0"], "--set n_critic=0"),
+    (["--set", "batch_size=abc"], "--set batch_size=abc"),
+    (["--set", "critic_burst=maybe"], "no such hyperparameter"),
+    (["--batch-size", "0"], "--batch-size 0: out of range; allowed: an integer >= 1"),
+    (["--batch-size", "-3"], "--batch-size -3"), (["--seed", "-1"], "--seed -1"),
+    (["--lr", "nan"], "--lr nan: not finite"), (["--lr", "inf"], "--lr inf"),
+    (["--steps", "0"], "--steps 0"), (["--dataset", "ring", "--epochs", "1"], "--steps")])
+def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, args, named):
+    out = tmp_path / "r"
+    err = error_of(capsys, ["train", "wgan-gp"] + args + ["--out", str(out)])
+    assert named in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_critic_burst_false_means_false(tmp_path, capsys):
+    assert main(["train", "wgan", "--steps", "2", "--batch-size", "16", "--set", "width=8",
+                 "--set", "critic_burst=False", "--out", str(tmp_path / "r")]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["hyperparameters"]["critic_burst"] is False
+    lines = [json.loads(ln) for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all("n_critic" not in r for r in lines)  # no burst: 5 critic updates, not logged
+
+
+def test_out_that_is_not_a_run_is_refused_and_left_alone(tmp_path, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "config.json").write_text('{"my": 1}')
+    (d / "metrics.jsonl").write_text("notes\n")
+    err = error_of(capsys, ["train", "toy-regression", "--steps", "2", "--out", str(d)])
+    assert str(d) in err
+    assert (d / "config.json").read_text() == '{"my": 1}'
+    assert (d / "metrics.jsonl").read_text() == "notes\n"
+    (tmp_path / "f").write_text("a file")
+    assert "not a folder" in error_of(capsys, ["train", "toy-regression", "--out",
+                                               str(tmp_path / "f")])
+
+
+def test_list_hyperparameters(capsys):
+    assert main(["train", "wgan-gp", "--list-hyperparameters", "--dataset", "mnist"]) == 0
+    out = capsys.readouterr().out
+    assert "lam = 10.0" in out and "batch_size = 64" in out and "n_critic = 5" in out
 
 
 def test_gradcheck_one_case(capsys):

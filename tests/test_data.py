@@ -313,11 +313,38 @@ def test_load_array_npy_npz(tmp_path):
     np.savez(tmp_path / "one.npz", x=a)
     np.testing.assert_array_equal(load_array(tmp_path / "one.npz"), a)
     np.savez(tmp_path / "two.npz", x=a, pts=np.zeros((5, 2)))
-    with pytest.raises(DatasetError, match="2 arrays.*x.*pts.*key="):
+    with pytest.raises(DatasetError, match="2 arrays.*x.*pts.*:KEY"):
         load_array(tmp_path / "two.npz")
     assert load_array(tmp_path / "two.npz", key="pts").shape == (5, 2)
-    with pytest.raises(KeyError, match="available: x, pts"):
+    with pytest.raises(DatasetError, match="no array 'y'.*holds x, pts"):
         load_array(tmp_path / "two.npz", key="y")
+
+
+def test_load_array_picks_an_npz_array_with_colon_key(tmp_path, monkeypatch):
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    np.savez(tmp_path / "two.npz", x=a, pts=np.ones((5, 2)))
+    two = tmp_path / "two.npz"
+    with pytest.raises(DatasetError) as e:
+        load_array(two)
+    assert str(e.value) == (f"{two}: .npz holds 2 arrays (x, pts); choose one as {two}:KEY, "
+                            f"e.g. {two}:x")
+    np.testing.assert_array_equal(load_array(f"{two}:x"), a)
+    assert load_array(f"{two}:pts").shape == (5, 2)
+    monkeypatch.chdir(tmp_path)
+    assert load_array("two.npz:pts").shape == (5, 2)
+    with pytest.raises(DatasetError, match=r"two\.npz: no array 'y'.*holds x, pts.*two\.npz:KEY"):
+        load_array("two.npz:y")
+    with pytest.raises(ValueError, match="empty key"):
+        load_array("two.npz:")
+    with pytest.raises(ValueError, match="two keys"):
+        load_array("two.npz:x", key="pts")
+    np.save(tmp_path / "a.npy", a)
+    with pytest.raises(ValueError, match="a .npy file holds a single array"):
+        load_array("a.npy:x")
+    with pytest.raises(FileNotFoundError, match="none.npz"):
+        load_array("none.npz:x")
+    np.save(tmp_path / "odd:name.npy", a)  # an existing file is taken as it is named
+    np.testing.assert_array_equal(load_array("odd:name.npy"), a)
 
 
 def test_load_array_errors(tmp_path):
@@ -376,25 +403,14 @@ def test_batch_determinism_and_resume():
     e1 = np.concatenate([a.get_batch(1, i)[1] for i in range(6)])
     assert len(set(e0)) == 48 and not np.array_equal(e0, e1)
     assert not np.array_equal(e0, BatchLoader(x, 8, seed=6, labels=np.arange(50)).epoch_order(0)[:48])
-    # stateful iteration resumes exactly from state_dict
-    it = iter(a)
-    first = [next(it)[1] for _ in range(3)]
-    state = a.state_dict()
-    b.load_state_dict(state)
-    rest = [by for _, by in b]
-    np.testing.assert_array_equal(np.concatenate(first + rest), e0)
-    assert b.state_dict() == {"seed": 5, "epoch": 1, "index": 0}
-    # step stream from k equals batch_at
-    gen = a.steps(start=7)
-    s, (bx, by) = next(gen)
-    assert s == 7
-    np.testing.assert_array_equal(by, a.get_batch(1, 1)[1])
+    # global batch k is batch k % len of epoch k // len
+    np.testing.assert_array_equal(a.batch_at(7)[1], a.get_batch(1, 1)[1])
 
 
 def test_drop_last_false_and_no_shuffle():
     x = np.zeros((10, 2))
     ld = BatchLoader(x, 4, drop_last=False, shuffle=False, preprocess="none", labels=np.arange(10))
-    sizes = [len(by) for _, by in ld.epoch_batches(0)]
+    sizes = [len(ld.get_batch(0, i)[1]) for i in range(len(ld))]
     assert sizes == [4, 4, 2]
     np.testing.assert_array_equal(ld.batch_at(5)[1], [8, 9])
     with pytest.raises(ValueError, match="batch_size 20 > 10"):
@@ -440,8 +456,6 @@ def test_toy_sampler():
     np.testing.assert_array_equal(b5, ToySampler("8gaussians", 64, seed=3).batch_at(5))
     assert not np.array_equal(b5, s.batch_at(6))
     assert not np.array_equal(b5, toy_batch_at("8gaussians", 64, 5, seed=4))
-    step, b = next(s.steps(start=5))
-    assert step == 5 and np.array_equal(b, b5)
 
 
 def test_split_holdout():

@@ -10,15 +10,26 @@ import scratchgen as sg
 from scratchgen import nn
 from scratchgen.losses import adversarial as A
 from scratchgen.models import gan as G
+from scratchgen.data import DataSource
 from scratchgen.tasks import get_task
-from scratchgen.trainer import DataSource
+from scratchgen.trainer import take_step
 
 
 def toy_task(name, dataset="8gaussians", seed=0, **config):
     cls = get_task(name)
     sg.manual_seed(seed)
-    cfg = {**cls.defaults_for(dataset), "width": 16, "depth": 2, "batch_size": 32, **config}
-    return cls(cfg, DataSource(dataset, cfg["batch_size"], seed=seed))
+    hp = cls.spec.build({"width": 16, "depth": 2, "batch_size": 32, **config}, dataset)
+    return cls(hp, DataSource(dataset, hp.batch_size, seed=seed))
+
+
+def train_steps(task, steps, rng):
+    """``steps`` steps as the harness runs them: each gets the data's next
+    ``batches_per_step`` batches. Returns (logs per step, batches used)."""
+    logs, index = [], 0
+    for s in range(steps):
+        entry, index = take_step(task, task.data, int(rng.integers(1 << 30)), s, index)
+        logs.append(entry)
+    return logs, index
 
 
 # ---- networks ---------------------------------------------------------------------------------
@@ -66,7 +77,7 @@ def test_wgan_critic_schedule():
 def test_weight_clipping_after_every_critic_step():
     task = toy_task("wgan", lr=5e-2, clip=0.01, n_critic=2)  # lr >> c: updates overshoot
     before = [p.numpy().copy() for p in task.D.parameters()]
-    logs = task.train_step(0, None, np.random.default_rng(0))
+    logs = train_steps(task, 1, np.random.default_rng(0))[0][0]
     ps = [p.numpy() for p in task.D.parameters()]
     assert all(np.all(np.abs(p) <= 0.01) for p in ps)
     assert any(np.any(np.abs(p) == np.float32(0.01)) for p in ps)  # clipping was active
@@ -161,7 +172,7 @@ def test_short_toy_training_runs(name, config):
     task = toy_task(name, **config)
     before = {k: [p.numpy().copy() for p in m.parameters()] for k, m in task.modules().items()}
     rng = np.random.default_rng(1)
-    logs = [task.train_step(s, task.data.batch_at(s), rng) for s in range(4)]
+    logs, _ = train_steps(task, 4, rng)
     for entry in logs:
         assert entry and all(np.isfinite(v) for v in entry.values())
     assert logs[0]["loss_g"] != logs[-1]["loss_g"]
@@ -200,8 +211,7 @@ def mnist_data():
 def mnist_task(name, data, **config):
     cls = get_task(name)
     sg.manual_seed(0)
-    return cls({**cls.defaults_for("mnist"), "batch_size": 8, "eval_samples": 100, **config},
-               data)
+    return cls({"batch_size": 8, "eval_samples": 100, **config}, data)
 
 
 @pytest.mark.parametrize("name,config", [("gan", {}), ("wgan-gp", {"n_critic": 2})])
@@ -212,10 +222,10 @@ def test_short_mnist_training_runs(mnist_data, name, config):
         assert task.lam == 10.0
     g0 = task.G[0].weight.numpy().copy()
     rng = np.random.default_rng(0)
-    logs = [task.train_step(s, mnist_data.batch_at(s), rng) for s in range(2)]
+    logs, used = train_steps(task, 2, rng)
     assert all(np.isfinite(v) for entry in logs for v in entry.values())
     assert not np.array_equal(g0, task.G[0].weight.numpy())
-    assert task.real_batches == 2 * config.get("n_critic", 1)  # each critic update: a new batch
+    assert used == 2 * config.get("n_critic", 1)  # each critic update: a new batch
     x = task.sample(3, rng)
     assert x.shape == (3, 1, 28, 28) and np.all(np.abs(x) <= 1)
 

@@ -108,6 +108,23 @@ def test_matches_reference_formulas(cls, ref, kw):
         np.testing.assert_allclose(p.numpy(), r, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("cls,ref,kw", [
+    (optim.Adam, ref_adam, dict(lr=0.01, eps=1e-3)),
+    (optim.RMSprop, ref_rmsprop, dict(lr=0.01, eps=1e-3)),
+    (optim.RMSprop, ref_rmsprop, dict(lr=0.01, alpha=0.9, eps=1e-3, momentum=0.5,
+                                      centered=True)),
+], ids=["Adam", "RMSprop", "RMSprop-centered"])
+def test_eps_is_added_after_the_square_root(cls, ref, kw):
+    """Gradients ~1e-4 make sqrt(s) ~ 1e-4 << eps = 1e-3: the update divides by about eps,
+    while sqrt(s + eps) would be ~3e-2, a 30-fold smaller step. The displacement p - p0 is
+    compared, so a misplaced eps misses by over an order of magnitude, not by 1e-6."""
+    p0, grads = problem(4)
+    grads = [[g * 1e-4 for g in gs] for gs in grads]
+    ps, _ = run(cls, p0, grads, **kw)
+    for p, r, q in zip(ps, ref(p0, grads, **kw), p0):
+        np.testing.assert_allclose(p.numpy() - q, r - q, rtol=1e-9, atol=0)
+
+
 def test_hand_computed_steps():
     def steps(cls, grads, **kw):
         p = nn.Parameter(np.array([1.0]))

@@ -1,4 +1,5 @@
-"""The harness: determinism, resume equality, non-finite stops, checkpoints, data sources."""
+"""The harness: the run specification, determinism, resume equality, non-finite stops,
+checkpoints, the data contract."""
 import json
 import os
 import sys
@@ -9,9 +10,12 @@ import pytest
 
 import scratchgen as sg
 from scratchgen import trainer
+from scratchgen.rundir import RunDirError
+from scratchgen.spec import Param, RunConfig, Spec, SpecError
+from scratchgen.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
-from harness import checkpoint_state, metric_lines, run_toy  # noqa: E402
+from harness import checkpoint_state, checkpoints, metric_lines, run_toy  # noqa: E402
 
 MNIST = Path(os.environ.get("SCRATCHGEN_MNIST_DIR",
                             Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
@@ -22,6 +26,60 @@ def toy_task(monkeypatch):
     monkeypatch.setenv("SCRATCHGEN_PLUGINS", "toytask")
 
 
+# ---- the run specification ----------------------------------------------------------------------
+def test_set_values_are_parsed_by_their_declaration():
+    hp = get_task("wgan").spec.build({"critic_burst": "false", "width": "128", "lr": "1e-4"})
+    assert hp.critic_burst is False and hp.width == 128 and hp.lr == 1e-4
+    assert get_task("wgan").spec.build({"critic_burst": "True"}).critic_burst is True
+    assert get_task("vae").spec.build({"hidden": "[32, 16]"}).hidden == [32, 16]
+    assert get_task("gan").spec.build({}, "mnist").batch_size == 64  # per-dataset default
+    for model, key, value, allowed in [
+            ("wgan-gp", "width", "abc", "an integer >= 1"), ("wgan-gp", "width", "0", ">= 1"),
+            ("wgan-gp", "z_dim", "0", ">= 1"), ("wgan", "n_critic", "0", ">= 1"),
+            ("wgan-gp", "batch_size", "abc", "an integer"), ("wgan", "critic_burst", "2", "true"),
+            ("gan", "loss", "wasserstein", "nonsaturating, minimax"),
+            ("wgan-gp", "lr", "nan", "> 0"), ("wgan-gp", "lr", "-1", "> 0"),
+            ("wgan-gp", "betas", "[0.5, 1]", "< 1"), ("vae", "hidden", "[0]", ">= 1")]:
+        with pytest.raises(SpecError) as e:
+            get_task(model).spec.build({key: value})
+        msg = str(e.value)
+        assert f"{key}={value}" in msg and allowed in msg and "\n" not in msg, msg
+    with pytest.raises(SpecError, match="no such hyperparameter.*width"):
+        get_task("toy-regression").spec.build({"depth": 3})
+
+
+def test_hyperparameters_are_read_only_and_replace_is_checked():
+    hp = Spec(Param("k", int, 1, low=1)).build()
+    with pytest.raises(AttributeError):
+        hp.k = 2
+    assert hp.replace(k="3").k == 3 and hp.k == 1
+    with pytest.raises(SpecError, match="k=0"):
+        hp.replace(k=0)
+
+
+@pytest.mark.parametrize("option,value", [
+    ("batch_size", "0"), ("batch_size", "-3"), ("batch_size", "abc"), ("seed", "-1"),
+    ("lr", "nan"), ("lr", "inf"), ("lr", "0"), ("steps", "0"), ("steps", "-5"),
+    ("holdout", "-1"), ("ckpt_every", "0")])
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, option, value):
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(SpecError, match=f"{flag} {value}: .*allowed"):
+        trainer.run("toy-regression", out=tmp_path / "r", **{option: value})
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_json_round_trips_exactly(tmp_path):
+    d = run_toy(tmp_path / "r", 3, overrides={"width": "8"})
+    stored = json.loads((d / "config.json").read_text())
+    cfg = RunConfig.from_json(stored)
+    assert cfg.hyperparameters.width == 8 and cfg.to_json() == stored
+    assert RunConfig.from_json(cfg.to_json()) == cfg
+    stored["hyperparameters"]["width"] = "eight"
+    with pytest.raises(SpecError, match="width=eight"):
+        RunConfig.from_json(stored)
+
+
+# ---- determinism and resume ------------------------------------------------------------------------
 def test_same_seed_same_parameters_other_seed_differs(tmp_path):
     a = checkpoint_state(run_toy(tmp_path / "a", 6, seed=1))
     b = checkpoint_state(run_toy(tmp_path / "b", 6, seed=1))
@@ -47,6 +105,26 @@ def test_resume_ends_bit_for_bit_equal_to_uninterrupted(tmp_path):
     assert metric_lines(full, "train") == metric_lines(part, "train")
 
 
+def test_several_batches_per_step_come_from_the_harness_and_resume_exactly(tmp_path):
+    """WGAN-GP with 2 critic updates: the harness hands each step 2 batches of a finite
+    array and keeps their index in the checkpoint; resume repeats the run bit for bit."""
+    pts = np.random.default_rng(0).standard_normal((40, 2)).astype(np.float32)
+    np.save(tmp_path / "pts.npy", pts)
+    kw = dict(dataset=str(tmp_path / "pts.npy"), batch_size=8, ckpt_every=3, eval_every=100,
+              final_plots=False, progress=False, log_every=1,
+              overrides={"width": 8, "depth": 1, "n_critic": 2, "eval_samples": 20})
+    full = trainer.run("wgan-gp", steps=6, out=tmp_path / "full", **kw)
+    part = trainer.run("wgan-gp", steps=3, out=tmp_path / "part", **kw)
+    assert sg.load(checkpoints(part)[-1])["batch"] == 6
+    trainer.run(resume=part, steps=6, final_plots=False, progress=False)
+    a, b = (sg.load(checkpoints(d)[-1]) for d in (full, part))
+    assert a["batch"] == b["batch"] == 12 and a["task"] == {}
+    for k, v in a["modules"]["generator"].items():
+        np.testing.assert_array_equal(sg.backend.to_numpy(v),
+                                      sg.backend.to_numpy(b["modules"]["generator"][k]))
+    assert metric_lines(full, "train") == metric_lines(part, "train")
+
+
 def test_resume_drops_metric_lines_after_the_checkpoint(tmp_path):
     """A run killed after its last checkpoint leaves lines from steps that are redone."""
     full = run_toy(tmp_path / "full", 10, seed=4, log_every=1, eval_every=3)
@@ -62,6 +140,25 @@ def test_resume_drops_metric_lines_after_the_checkpoint(tmp_path):
                                   checkpoint_state(cut)[1]["0.weight"])
 
 
+def test_resuming_a_finished_run_adds_no_evaluation(tmp_path):
+    d = run_toy(tmp_path / "r", 4)
+    before = metric_lines(d)
+    trainer.run(resume=d, final_plots=False, progress=False)
+    trainer.run(resume=d, final_plots=False, progress=False)
+    assert metric_lines(d) == before and [r["kind"] for r in before].count("eval") == 1
+
+
+def test_resume_may_lower_the_learning_rate_recorded_in_history(tmp_path):
+    d = run_toy(tmp_path / "r", 5)
+    with pytest.raises(trainer.UsageError, match="only lower"):
+        trainer.run(resume=d, steps=8, lr=0.1)
+    trainer.run(resume=d, steps=10, lr="1e-3", final_plots=False, progress=False)
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["hyperparameters"]["lr"] == 1e-3 and cfg["history"] == [{"step": 5, "lr": 1e-3}]
+    state = sg.load(checkpoints(d)[-1])
+    assert state["step"] == 10 and state["optimizers"]["adam"]["param_groups"][0]["lr"] == 1e-3
+
+
 def test_run_directory_contents_and_keep_last_k(tmp_path):
     d = trainer.run("toy-regression", steps=12, out=tmp_path / "r", ckpt_every=2,
                     keep_checkpoints=2, seed=0, progress=False)
@@ -71,15 +168,22 @@ def test_run_directory_contents_and_keep_last_k(tmp_path):
     assert cfg["hyperparameters"]["lr"] == 1e-2 and cfg["steps"] == 12
     assert cfg["schedule"] == {"log_every": 1, "eval_every": 2, "ckpt_every": 2,
                                "keep_checkpoints": 2}
-    assert [p.name for p in trainer.checkpoints(d)] == ["ckpt-00000010.npz", "ckpt-00000012.npz"]
+    assert [p.name for p in checkpoints(d)] == ["ckpt-00000010.npz", "ckpt-00000012.npz"]
     lines = metric_lines(d)
     assert [r["step"] for r in lines if r["kind"] == "train"] == list(range(1, 13))
     assert [r["step"] for r in lines if r["kind"] == "eval"] == [2, 4, 6, 8, 10, 12]
     assert "held_out_mse" in lines[-1]
     assert json.loads((d / "eval.json").read_text())["step"] == 12
     assert (d / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(trainer.UsageError, match="--resume"):
+    with pytest.raises(RunDirError, match="--resume"):
         trainer.run("toy-regression", steps=2, out=d)
+
+
+def test_figures_are_drawn_at_every_evaluation_so_a_stopped_run_has_them(tmp_path):
+    with pytest.raises(trainer.TrainingStopped):
+        run_toy(tmp_path / "n", 20, overrides={"nan_at": 7}, eval_every=3, final_plots=True)
+    assert (tmp_path / "n" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "n" / "eval.json").read_text())["step"] == 6
 
 
 def test_non_finite_loss_stops_naming_step_and_term_keeping_last_good(tmp_path):
@@ -88,22 +192,42 @@ def test_non_finite_loss_stops_naming_step_and_term_keeping_last_good(tmp_path):
     msg = str(e.value)
     assert "'mse'" in msg and "nan" in msg and "step 8" in msg and "ckpt-00000005.npz" in msg
     assert e.value.exit_code == 3
-    assert [p.name for p in trainer.checkpoints(tmp_path / "n")] == ["ckpt-00000005.npz"]
+    assert [p.name for p in checkpoints(tmp_path / "n")] == ["ckpt-00000005.npz"]
     step, params, _, _ = checkpoint_state(tmp_path / "n")
     assert step == 5 and all(np.all(np.isfinite(p)) for p in params.values())
     with pytest.raises(trainer.TrainingStopped, match="no checkpoint was written"):
         run_toy(tmp_path / "n0", 20, overrides={"nan_at": 2}, ckpt_every=5)
 
 
+def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
+    """A step that leaves NaN weights behind a finite loss stops before the checkpoint."""
+    from toytask import ToyRegression
+    step = ToyRegression.train_step
+
+    def poisoned(self, k, batches, rng):
+        logs = step(self, k, batches, rng)
+        if k == 6:
+            self.net[0].weight.data[0, 0] = np.nan
+        return logs
+
+    monkeypatch.setattr(ToyRegression, "train_step", poisoned)
+    with pytest.raises(trainer.TrainingStopped) as e:
+        run_toy(tmp_path / "w", 20, ckpt_every=7)
+    assert e.value.exit_code == 3 and "0.weight" in str(e.value) and "after step 7" in str(e.value)
+    assert [p.name for p in checkpoints(tmp_path / "w")] == []
+
+
 def test_resume_cannot_go_back_and_needs_a_checkpoint(tmp_path):
     d = run_toy(tmp_path / "r", 6)
     with pytest.raises(trainer.UsageError, match="step 6"):
         trainer.run(resume=d, steps=3)
-    for p in trainer.checkpoints(d):
+    with pytest.raises(trainer.UsageError, match="--seed cannot change"):
+        trainer.run(resume=d, seed=3)
+    for p in checkpoints(d):
         p.unlink()
-    with pytest.raises(trainer.UsageError, match="no checkpoint"):
+    with pytest.raises(RunDirError, match="no checkpoint"):
         trainer.run(resume=d)
-    with pytest.raises(trainer.UsageError, match="config.json"):
+    with pytest.raises(RunDirError, match="config.json"):
         trainer.run(resume=tmp_path)
 
 
@@ -114,6 +238,25 @@ def test_checkpoint_of_another_architecture_names_the_parameter(tmp_path):
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(trainer.UsageError, match=r"0\.weight"):
         trainer.load_run(d)
+
+
+def test_a_checkpoint_of_the_first_format_still_loads_and_continues(tmp_path, capsys):
+    """Format 1 (no batch index; tasks counted their batches): one batch per step, so a
+    one-batch task continues exactly as the uninterrupted run."""
+    full = run_toy(tmp_path / "full", 8)
+    d = run_toy(tmp_path / "old", 5)
+    state = sg.load(checkpoints(d)[-1])
+    del state["batch"], state["format"]
+    sg.save(state, checkpoints(d)[-1])
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["version"] = "0.0.9"
+    cfg["hyperparameters"]["seed"] = 0  # older runs copied the seed in
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert trainer.load_run(d)[3] == 5
+    trainer.run(resume=d, steps=8, final_plots=False, progress=False)
+    assert "checkpoint format 1 (scratchgen 0.0.9)" in capsys.readouterr().err
+    np.testing.assert_array_equal(checkpoint_state(full)[1]["0.weight"],
+                                  checkpoint_state(d)[1]["0.weight"])
 
 
 def test_step_streams_are_distinct_from_the_data_layers_seeds():
@@ -128,6 +271,14 @@ def test_step_streams_are_distinct_from_the_data_layers_seeds():
     assert not np.array_equal(a, draw(trainer.step_rng(3, 6, 1)))
 
 
+def test_logged_scalars_are_fetched_together():
+    t = sg.tensor(np.float32(1.5))
+    out = trainer.fetch_scalars({"a": t, "b": t.data * 2, "c": 0.25, "d": np.float64(4)})
+    assert out == {"a": 1.5, "b": 3.0, "c": 0.25, "d": 4.0}
+    assert all(type(v) is float for v in out.values())
+
+
+# ---- data ----------------------------------------------------------------------------------------
 def test_epochs_of_a_finite_array_and_not_of_a_toy(tmp_path):
     pts = np.random.default_rng(0).standard_normal((100, 2)).astype(np.float32)
     np.save(tmp_path / "pts.npy", pts)
@@ -137,6 +288,32 @@ def test_epochs_of_a_finite_array_and_not_of_a_toy(tmp_path):
     assert cfg["steps"] == 2 * (100 // 32) and cfg["data"]["kind"] == "points"
     with pytest.raises(trainer.UsageError, match="--steps"):
         trainer.run("toy-regression", dataset="ring", epochs=1, out=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_data_paths_are_stored_absolute_and_can_be_relocated(tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    np.save(tmp_path / "here" / "pts.npy",
+            np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32))
+    monkeypatch.chdir(tmp_path / "here")
+    d = run_toy("run", 2, dataset="pts.npy")
+    assert json.loads((d / "config.json").read_text())["dataset"] == \
+        str(tmp_path / "here" / "pts.npy")
+    monkeypatch.chdir(tmp_path)
+    assert trainer.load_run(d)[3] == 2
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "here" / "pts.npy").rename(tmp_path / "moved" / "pts.npy")
+    with pytest.raises(FileNotFoundError, match="pts.npy"):
+        trainer.load_run(d)
+    assert trainer.load_run(d, data_dir=tmp_path / "moved")[3] == 2
+
+
+def test_points_of_the_wrong_dimension_are_refused_before_training(tmp_path):
+    np.save(tmp_path / "p3.npy", np.zeros((300, 3), np.float32))
+    for model in ("wgan-gp", "toy-regression"):
+        with pytest.raises(trainer.UsageError, match=r"p3.npy.*\(3,\)"):
+            trainer.run(model, dataset=str(tmp_path / "p3.npy"), out=tmp_path / model)
+        assert not (tmp_path / model).exists()
 
 
 def test_unknown_names_list_the_choices(tmp_path):
@@ -144,23 +321,29 @@ def test_unknown_names_list_the_choices(tmp_path):
         trainer.run("nope", steps=1, out=tmp_path / "a")
     with pytest.raises(trainer.UsageError, match="8gaussians, ring"):
         trainer.run("toy-regression", dataset="mnist", steps=1, out=tmp_path / "b")
-    with pytest.raises(trainer.UsageError, match="unknown dataset 'nope'.*swissroll.*mnist"):
+    with pytest.raises(sg.data.DatasetError, match="unknown dataset 'nope'.*swissroll.*mnist"):
         trainer.DataSource("nope", 8)
-    with pytest.raises(trainer.UsageError, match="no hyperparameter 'depth'.*width"):
+    with pytest.raises(SpecError, match="depth: no such hyperparameter.*width"):
         trainer.run("toy-regression", steps=1, overrides={"depth": 3}, out=tmp_path / "c")
 
 
-def test_holdout_keeps_the_last_examples_out_of_training():
+def test_held_out_is_one_kind_of_object_preprocessed_like_the_batches():
     data = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=MNIST,
-                              preprocess="binarize-dynamic")
+                              preprocess="unit")
     images, labels = sg.data.load_mnist(MNIST, split="test")
     assert data.batches_per_epoch == 9000 // 64 and data.kind == "images"
-    np.testing.assert_array_equal(data.held_out[0], images[-1000:])
-    np.testing.assert_array_equal(data.held_out[1], labels[-1000:])
+    assert isinstance(data.held_out, sg.data.HeldOut) and data.shape == (1, 28, 28)
+    np.testing.assert_array_equal(data.held_out.x, images[-1000:, None] / np.float32(255))
+    np.testing.assert_array_equal(data.held_out.labels, labels[-1000:])
     assert data.batch_at(0).shape == (64, 1, 28, 28)
-    with pytest.raises(trainer.UsageError, match="holdout"):
+    with pytest.raises(sg.data.DatasetError, match="holdout"):
         trainer.DataSource("mnist", 64, split="test", holdout=10000, data_dir=MNIST)
     # --data-dir may also name the folder holding mnist/
     sym = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=MNIST.parent)
-    assert sym.preprocess == "symmetric" and sym.held_out[0].min() == -1.0
-    np.testing.assert_array_equal(sym.held_out[1], labels[-1000:])
+    assert sym.preprocess == "symmetric" and sym.held_out.x.min() == -1.0
+    binary = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=MNIST,
+                                preprocess="binarize-dynamic", seed=3)
+    assert set(np.unique(binary.held_out.x)) == {0.0, 1.0}
+    toy = trainer.DataSource("ring", 16, holdout=10)
+    assert toy.held_out.labels is None and toy.held_out.x.shape == (1000, 2)
+    assert toy.held_out.x.dtype == np.float32

@@ -150,9 +150,9 @@ def test_eval_with_more_importance_samples_tightens_the_bound(mnist_run):
     task, _, config, step = trainer.load_run(mnist_run[0])
     assert step == 100
     ev = {}
-    task.config["iwae_k"] = 1
+    task.hp = task.hp.replace(iwae_k=1)
     ev[1] = task.evaluate(np.random.default_rng(0))["iwae"]
-    task.config["iwae_k"] = 64
+    task.hp = task.hp.replace(iwae_k=64)
     ev[64] = task.evaluate(np.random.default_rng(0))["iwae"]
     assert ev[1] < ev[64]
 
@@ -180,7 +180,8 @@ def test_plots_are_written_with_their_sizes(mnist_run):
 def test_samples_of_a_run():
     from types import SimpleNamespace
     from scratchgen.models.vae import VAETask
-    data = SimpleNamespace(held_out=None, shape=(28, 28), name="mnist")
+    data = SimpleNamespace(held_out=None, shape=(1, 28, 28), name="mnist", seed=0,
+                           batches_per_epoch=0)
     task = VAETask({"hidden": [8], "z_dim": 3}, data)
     s = task.sample(5, np.random.default_rng(1))
     assert s.shape == (5, 1, 28, 28) and s.min() >= 0 and s.max() <= 1
@@ -214,8 +215,8 @@ def test_burda_learning_rate_schedule():
 def test_held_out_elbo_does_not_depend_on_iwae_k(mnist_run):
     from scratchgen import trainer
     task = trainer.load_run(mnist_run[0])[0]
-    task.config["iwae_k"] = 2
+    task.hp = task.hp.replace(iwae_k=2)
     a = task.evaluate(np.random.default_rng(5))
-    task.config["iwae_k"] = 3
+    task.hp = task.hp.replace(iwae_k=3)
     b = task.evaluate(np.random.default_rng(5))
     assert a["elbo"] == b["elbo"] and a["iwae"] != b["iwae"]

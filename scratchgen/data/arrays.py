@@ -1,4 +1,5 @@
 """User arrays from ``.npy`` / ``.npz`` files, and the data-layer error type."""
+import re
 import zipfile
 from pathlib import Path
 
@@ -27,13 +28,30 @@ def _check_array(arr, path, key=None):
     return arr
 
 
+def split_array_spec(spec):
+    """``(path, key)`` of ``'file.npz:key'``; ``(spec, None)`` when there is no ``:key``
+    suffix after a ``.npy``/``.npz`` name (or ``spec`` names an existing file as it is)."""
+    text = str(spec)
+    m = re.fullmatch(r"(.*\.np[yz]):([^:/\\]*)", text, re.IGNORECASE)
+    if m is None or Path(text).expanduser().exists():
+        return spec, None
+    return m.group(1), m.group(2)
+
+
 def load_array(path, key=None):
     """Load a dataset array: points (N,D), images (N,H,W) or (N,C,H,W).
 
-    ``.npy`` holds one array; ``.npz`` may hold several, in which case ``key`` picks one
-    (with a single array ``key`` may be omitted). Loaded with ``allow_pickle=False``;
-    the dtype is kept as stored (uint8 images stay uint8).
+    ``.npy`` holds one array; ``.npz`` may hold several, in which case ``'file.npz:key'``
+    (or ``key=``) picks one; with a single array the key may be omitted. Loaded with
+    ``allow_pickle=False``; the dtype is kept as stored (uint8 images stay uint8).
     """
+    path, spec_key = split_array_spec(path)
+    if spec_key is not None:
+        if key is not None and key != spec_key:
+            raise ValueError(f"{path}: two keys given ({spec_key!r} in the path, key={key!r})")
+        if not spec_key:
+            raise ValueError(f"{path}: empty key after ':'; write {path}:KEY")
+        key = spec_key
     path = Path(path).expanduser()
     ext = path.suffix.lower()
     if ext not in ARRAY_EXTENSIONS:
@@ -46,7 +64,8 @@ def load_array(path, key=None):
         raise DatasetError(f"{path} is not a file")
     if ext == ".npy":
         if key is not None:
-            raise ValueError(f"{path}: key={key!r} given but a .npy file holds a single array")
+            raise ValueError(f"{path}: key {key!r} given but a .npy file holds a single array; "
+                             "give the file alone")
         with open(path, "rb") as f:
             magic = f.read(6)
         if magic != b"\x93NUMPY":
@@ -71,13 +90,14 @@ def load_array(path, key=None):
             if key is None:
                 if len(keys) > 1:
                     raise DatasetError(
-                        f"{path}: .npz holds {len(keys)} arrays ({', '.join(keys)}); "
-                        f"pass key= to choose one")
+                        f"{path}: .npz holds {len(keys)} arrays ({', '.join(keys)}); choose one "
+                        f"as {path}:KEY, e.g. {path}:{keys[0]}")
                 key = keys[0]
             elif key not in keys:
-                raise KeyError(f"{path}: no array {key!r} in .npz; available: {', '.join(keys)}")
+                raise DatasetError(f"{path}: no array {key!r} in the .npz; it holds "
+                                   f"{', '.join(keys)} (choose one as {path}:KEY)")
             arr = z[key]
-    except (DatasetError, KeyError):
+    except DatasetError:
         raise
     except ValueError as e:
         if "pickle" in str(e):

@@ -96,8 +96,9 @@ def gan_generator_loss_nonsaturating_grad(fake_logits):
 
 
 def jsd_estimate(discriminator_loss):
-    """JSD (nats) implied by a discriminator loss, exact at ``D*``: ``(log 4 - loss) / 2``."""
-    return (LOG4 - float(discriminator_loss)) / 2.0
+    """JSD (nats) implied by a discriminator loss (a float or a 0-d array, kept on the device),
+    exact at ``D*``: ``(log 4 - loss) / 2``."""
+    return (LOG4 - discriminator_loss) / 2.0
 
 
 # ---- WGAN -----------------------------------------------------------------------------------

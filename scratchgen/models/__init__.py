@@ -3,3 +3,6 @@ from scratchgen.models import gan, vae  # noqa: F401  (register gan, wgan, wgan-
 from scratchgen.models.gan import (DCGANDiscriminator, DCGANGenerator, GANTask, WGANGPTask,
                                    WGANTask, toy_critic, toy_generator)
 from scratchgen.models.vae import VAE, VAETask
+
+__all__ = ["gan", "vae", "DCGANDiscriminator", "DCGANGenerator", "GANTask", "WGANGPTask",
+           "WGANTask", "toy_critic", "toy_generator", "VAE", "VAETask"]

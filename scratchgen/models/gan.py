@@ -1,7 +1,7 @@
 """GAN, WGAN and WGAN-GP: networks and the three training tasks.
 
-Networks: MLPs for 2-D toys (the WGAN-GP toy experiments: 3 hidden layers of 512, ReLU) and
-the DCGAN-style pair for MNIST (W2 of ``WORKLOADS.md``). Tasks (``scratchgen train NAME``):
+Networks: MLPs for 2-D points (the WGAN-GP toy experiments: 3 hidden layers of 512, ReLU) and
+the DCGAN-style pair for 1x28x28 images. Tasks (``scratchgen train NAME``):
 
 * ``gan``: discriminator + generator, non-saturating generator loss (``--set loss=minimax``
   for the original one), Adam(2e-4, betas (0.5, 0.999));
@@ -11,7 +11,8 @@ the DCGAN-style pair for MNIST (W2 of ``WORKLOADS.md``). Tasks (``scratchgen tra
 * ``wgan-gp``: gradient penalty ``lam`` (10; 0.1 on toys), Adam(1e-4, betas (0.5, 0.9)),
   ``n_critic`` = 5.
 
-One task step is one generator update (preceded by its critic/discriminator updates).
+One task step is one generator update, preceded by its critic/discriminator updates, each on
+its own real batch: the task asks the harness for ``batches_per_step(step)`` batches.
 """
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import numpy as np
 
 import scratchgen as sg
 from scratchgen import backend, metrics, nn, optim, plots
-from scratchgen.data import TOY_DATASETS, toy_dataset
+from scratchgen.data import TOY_DATASETS
 from scratchgen.losses import adversarial as A
+from scratchgen.spec import Param, Spec
 from scratchgen.tasks import Task, register
 
 __all__ = ["mlp", "toy_generator", "toy_critic", "DCGANGenerator", "DCGANDiscriminator",
@@ -84,56 +86,54 @@ def _scores(net, x):
 
 
 def _adams(task):
-    c = task.config
-    return tuple(optim.Adam(m.parameters(), lr=c["lr"], betas=tuple(c["betas"]))
+    hp = task.hp
+    return tuple(optim.Adam(m.parameters(), lr=hp.lr, betas=tuple(hp.betas))
                  for m in (task.G, task.D))
 
 
+_COMMON = Spec(
+    Param("batch_size", int, 256, "real (and fake) examples per update", low=1,
+          by_dataset={"mnist": 64}),
+    Param("z_dim", int, 2, "noise dimension", low=1, by_dataset={"mnist": 64}),
+    Param("width", int, 512, "MLP width (points only)", low=1),
+    Param("depth", int, 3, "MLP hidden layers (points only)", low=1),
+    Param("eval_samples", int, 1000, "samples per evaluation", low=2),
+    Param("lr_schedule", str, "constant", "learning-rate schedule", choices=("constant",)),
+)
+
+
+def _adam_spec(lr, beta2):
+    return Spec(Param("optimizer", str, "adam", choices=("adam",)),
+                Param("lr", float, lr, "learning rate", above=0),
+                Param("betas", list, [0.5, beta2], "Adam's (beta1, beta2)", item=float, low=0,
+                      below=1))
+
+
 class _AdversarialTask(Task):
-    """Shared by the three tasks. Points (a toy, or a .npy of (N, D) points) get the MLPs,
-    1×28×28 images (MNIST, in [-1, 1]) the DCGAN pair."""
+    """Shared by the three tasks. 2-D points (a toy, or a .npy of (N, 2) points) get the
+    MLPs, 1x28x28 images (MNIST, in [-1, 1]) the DCGAN pair."""
 
     datasets = TOY_DATASETS + ("mnist",)
     default_dataset = "8gaussians"
     reuse_fake = False  # GAN: the generator update reuses the last critic step's G(z)
 
     @classmethod
-    def defaults(cls):
-        """Toy defaults; :meth:`defaults_for` adjusts them for images."""
-        return {
-            "batch_size": 256,
-            "z_dim": 2,
-            "width": 512,        # MLP width and number of hidden layers (points only)
-            "depth": 3,
-            "n_critic": 1,
-            "eval_samples": 1000,
-        }
+    def check_data(cls, kind, shape):
+        if tuple(shape) not in ((2,), (1, 28, 28)):
+            raise ValueError(f"{cls.name} models 2-D points (N, 2) or 28x28 images; the data "
+                             f"have examples of shape {tuple(shape)}")
 
-    @classmethod
-    def defaults_for(cls, dataset):
-        d = cls.defaults()
-        if dataset == "mnist":
-            d.update(batch_size=64, z_dim=64)
-        return d
-
-    def __init__(self, config, data):
-        super().__init__(config, data)
-        c = self.config
-        self.dataset = getattr(data, "name", None) or c.get("dataset", self.default_dataset)
-        self.dist = toy_dataset(self.dataset) if self.dataset in TOY_DATASETS else None
-        shape = tuple(getattr(data, "shape", ()) or ((2,) if self.dist else (1, 28, 28)))
-        self.points = len(shape) == 1
-        if not self.points and shape not in ((28, 28), (1, 28, 28)):
-            raise ValueError(f"{self.name}: the conv networks take 1x28x28 images; "
-                             f"{self.dataset!r} has examples of shape {shape}")
-        self.z_dim = int(c["z_dim"])
+    def __init__(self, hp, data):
+        super().__init__(hp, data)
+        self.check_data(data.kind, data.shape)
+        self.dist, self.points = data.dist, data.kind == "points"
+        self.z_dim = self.hp.z_dim
         if self.points:
-            self.G = toy_generator(self.z_dim, c["width"], c["depth"], dim=shape[0])
-            self.D = toy_critic(c["width"], c["depth"], dim=shape[0])
+            self.G = toy_generator(self.z_dim, self.hp.width, self.hp.depth, dim=data.shape[0])
+            self.D = toy_critic(self.hp.width, self.hp.depth, dim=data.shape[0])
         else:
             self.G, self.D = DCGANGenerator(self.z_dim), DCGANDiscriminator()
         self.opt_g, self.opt_d = self.make_optimizers()
-        self.real_batches = 0  # batches taken from a finite data set, for resumable indexing
 
     # subclasses: make_optimizers, critic_step, generator_loss
     def modules(self):
@@ -142,86 +142,66 @@ class _AdversarialTask(Task):
     def optimizers(self):
         return {"generator": self.opt_g, "critic": self.opt_d}
 
-    def state_dict(self):
-        return {"real_batches": self.real_batches}
-
-    def load_state_dict(self, state):
-        self.real_batches = int(state.get("real_batches", 0))
-
     # ---- data and noise ---------------------------------------------------------------
     def noise(self, n, rng):
         return sg.tensor(rng.standard_normal((n, self.z_dim)).astype(np.float32))
 
-    def real_batch(self, k, batch, rng):
-        """Real batch ``k`` of this step. Toys: the harness's ``batch``, then fresh samples
-        from ``rng``. Finite data: batches ``real_batches, real_batches + 1, ...`` of the
-        data stream, so that the n_critic batches of a step are all different."""
-        if self.dist is not None:
-            if k == 0 and batch is not None:
-                return batch if isinstance(batch, sg.Tensor) else sg.tensor(batch)
-            x = self.dist.sample(int(self.config["batch_size"]), rng=rng)
-            return sg.tensor(x.astype(np.float32))
-        x = self.data.batch_at(self.real_batches)
-        self.real_batches += 1
-        return sg.tensor(x)
-
     def critic_iters(self, step):
-        return int(self.config["n_critic"])
+        return self.hp.n_critic
+
+    def batches_per_step(self, step):
+        """One real batch per critic update."""
+        return self.critic_iters(step)
 
     # ---- one generator step -------------------------------------------------------------
-    def train_step(self, step, batch, rng):
-        n = self.critic_iters(step)
+    def train_step(self, step, batches, rng):
+        n = len(batches)
         sums, fake = {}, None
-        for k in range(n):
-            real = self.real_batch(k, batch, rng)
+        for k, batch in enumerate(batches):
+            real = sg.tensor(batch)
             z = self.noise(real.shape[0], rng)
-            if self.reuse_fake and k == n - 1:  # W2: one G(z) per step, kept in the graph
+            if self.reuse_fake and k == n - 1:  # one G(z) per step, kept in the graph
                 fake = self.G(z)
                 fake_c = fake.detach()
             else:
                 with sg.no_grad():
                     fake_c = self.G(z)
             for key, v in self.critic_step(real, fake_c, rng).items():
-                sums[key] = sums.get(key, 0.0) + v
+                v = v.astype("float64")  # 0-d device values, summed in float64 there
+                sums[key] = v if key not in sums else sums[key] + v
         logs = {key: v / n for key, v in sums.items()}  # means over the critic updates
         self.D.requires_grad_(False)  # no critic weight gradients in the generator update
         try:
-            if fake is None:  # W3: fresh noise for the generator update
-                fake = self.G(self.noise(int(self.config["batch_size"]), rng))
+            if fake is None:  # fresh noise for the generator update
+                fake = self.G(self.noise(self.hp.batch_size, rng))
             loss_g = self.generator_loss(_scores(self.D, fake))
             self.opt_g.zero_grad()
             loss_g.backward()
             self.opt_g.step()
         finally:
             self.D.requires_grad_(True)
-        logs["loss_g"] = float(loss_g.item())
-        if n != int(self.config["n_critic"]):  # the WGAN burst schedule
+        logs["loss_g"] = loss_g.data
+        if n != self.hp.n_critic:  # the WGAN burst schedule
             logs["n_critic"] = float(n)
         return logs
 
     # ---- evaluation and figures ---------------------------------------------------------
     def sample(self, n, rng):
         with sg.no_grad():
-            return backend.to_numpy(self.G(self.noise(int(n), rng)).data)
+            return backend.to_numpy(self.G(self.noise(n, rng)).data)
 
-    def held_out(self, n, rng):
-        """``n`` real examples: the harness's held-out set, or fresh toy samples."""
-        x = getattr(self.data, "held_out", None)
-        if x is None:
-            if self.dist is None:
-                raise ValueError(f"{self.name}: the data source has no held-out set")
-            return self.dist.sample(n, rng=rng)
-        x = np.asarray(x[0] if isinstance(x, tuple) else x)[:n].astype(np.float32)
-        return x[:, None] if x.ndim == 3 else x  # (n, 28, 28) -> (n, 1, 28, 28)
+    def held_out(self, n):
+        """The first ``n`` held-out examples."""
+        return self.data.held_out.x[:n]
 
     def critic_scores(self, x):
         with sg.no_grad():
             return backend.to_numpy(_scores(self.D, sg.tensor(np.asarray(x, np.float32))).data)
 
     def evaluate(self, rng):
-        n = int(self.config["eval_samples"])
+        n = self.hp.eval_samples
         fake = self.sample(n, rng)
-        real = self.held_out(n, rng)
+        real = self.held_out(n)
         n = min(len(fake), len(real))
         fake, real = fake[:n], real[:n]
         out = {}
@@ -246,9 +226,9 @@ class _AdversarialTask(Task):
         if not self.points:
             return [plots.image_grid(self.sample(64, rng), run_dir / "samples.png", nrow=8,
                                      title=f"{self.name} samples")]
-        real, fake = self.held_out(1000, rng), self.sample(1000, rng)
+        real, fake = self.held_out(1000), self.sample(1000, rng)
         return [plots.scatter2d({"data": real, self.name: fake}, run_dir / "samples.png",
-                                title=f"{self.name} on {self.dataset}"),
+                                title=f"{self.name} on {self.data.name}"),
                 self.contour_plot(run_dir / "critic.png", real, fake)]
 
     def contour_plot(self, path, real, fake, title=None, n=120):
@@ -272,17 +252,10 @@ class GANTask(_AdversarialTask):
 
     name = "gan"
     reuse_fake = True
-
-    @classmethod
-    def defaults(cls):
-        return {**super().defaults(), "loss": "nonsaturating", "lr": 2e-4,
-                "betas": [0.5, 0.999]}
-
-    def __init__(self, config, data):
-        if config.get("loss", "nonsaturating") not in ("nonsaturating", "minimax"):
-            raise ValueError(f"gan: loss must be 'nonsaturating' or 'minimax', got "
-                             f"{config['loss']!r}")
-        super().__init__(config, data)
+    spec = _COMMON + _adam_spec(2e-4, 0.999) + Spec(
+        Param("n_critic", int, 1, "discriminator updates per generator update", low=1),
+        Param("loss", str, "nonsaturating", "generator loss",
+              choices=("nonsaturating", "minimax")))
 
     def make_optimizers(self):
         return _adams(self)
@@ -292,11 +265,10 @@ class GANTask(_AdversarialTask):
         self.opt_d.zero_grad()
         loss.backward()
         self.opt_d.step()
-        loss = float(loss.item())
-        return {"loss_d": loss, "jsd_estimate": A.jsd_estimate(loss)}
+        return {"loss_d": loss.data, "jsd_estimate": A.jsd_estimate(loss.data)}
 
     def generator_loss(self, fake_scores):
-        if self.config.get("loss", "nonsaturating") == "minimax":
+        if self.hp.loss == "minimax":
             return A.gan_generator_loss_minimax(fake_scores)
         return A.gan_generator_loss_nonsaturating(fake_scores)
 
@@ -307,18 +279,17 @@ class GANTask(_AdversarialTask):
 
 class _WassersteinTask(_AdversarialTask):
     def critic_step(self, real, fake, rng):
-        sr, sf = _scores(self.D, real), _scores(self.D, fake)
-        loss = A.wgan_critic_loss(sr, sf)
-        logs = {"w1_estimate": A.critic_w1_estimate(sr, sf)}
+        loss = A.wgan_critic_loss(_scores(self.D, real), _scores(self.D, fake))
+        logs = {"w1_estimate": -loss.data}  # E D(real) - E D(fake)
         gp = self.penalty(real, fake, rng)
         if gp is not None:
-            logs["gp"] = float(gp.item())
+            logs["gp"] = gp.data
             loss = loss + gp
         self.opt_d.zero_grad()
         loss.backward()
         self.opt_d.step()
         self.after_critic_step()
-        logs["loss_c"] = float(loss.item())
+        logs["loss_c"] = loss.data
         return logs
 
     def penalty(self, real, fake, rng):
@@ -336,25 +307,27 @@ class WGANTask(_WassersteinTask):
     """WGAN (Arjovsky et al. 2017): weight-clipped critic, RMSprop."""
 
     name = "wgan"
-
-    @classmethod
-    def defaults(cls):
-        return {**super().defaults(), "n_critic": 5, "lr": 5e-5, "clip": 0.01,
-                "critic_burst": False}
+    spec = _COMMON + Spec(
+        Param("optimizer", str, "rmsprop", choices=("rmsprop",)),
+        Param("lr", float, 5e-5, "learning rate", above=0),
+        Param("n_critic", int, 5, "critic updates per generator update", low=1),
+        Param("clip", float, 0.01, "critic weights clipped to [-clip, clip]", above=0),
+        Param("critic_burst", bool, False, "100 critic updates for the first 25 generator "
+              "steps and every 500th"))
 
     def make_optimizers(self):
-        lr = self.config["lr"]
+        lr = self.hp.lr
         return optim.RMSprop(self.G.parameters(), lr=lr), optim.RMSprop(self.D.parameters(), lr=lr)
 
-    def __init__(self, config, data):
-        super().__init__(config, data)
-        A.clip_weights_(self.D, self.config["clip"])  # start inside the constraint set
+    def __init__(self, hp, data):
+        super().__init__(hp, data)
+        A.clip_weights_(self.D, self.hp.clip)  # start inside the constraint set
 
     def critic_iters(self, step):
-        return wgan_critic_iters(step, self.config["n_critic"], bool(self.config["critic_burst"]))
+        return wgan_critic_iters(step, self.hp.n_critic, self.hp.critic_burst)
 
     def after_critic_step(self):
-        A.clip_weights_(self.D, self.config["clip"])
+        A.clip_weights_(self.D, self.hp.clip)
 
 
 @register
@@ -364,23 +337,14 @@ class WGANGPTask(_WassersteinTask):
     ``lam`` is 0.1 on points (the toy experiments) and 10 on images."""
 
     name = "wgan-gp"
+    spec = _COMMON + _adam_spec(1e-4, 0.9) + Spec(
+        Param("n_critic", int, 5, "critic updates per generator update", low=1),
+        Param("lam", float, 0.1, "gradient-penalty weight", low=0, by_dataset={"mnist": 10.0}))
 
-    @classmethod
-    def defaults(cls):
-        return {**super().defaults(), "n_critic": 5, "lr": 1e-4, "betas": [0.5, 0.9],
-                "lam": 0.1}
-
-    @classmethod
-    def defaults_for(cls, dataset):
-        d = super().defaults_for(dataset)
-        if dataset == "mnist":
-            d["lam"] = 10.0
-        return d
-
-    def __init__(self, config, data):
-        super().__init__(config, data)
+    def __init__(self, hp, data):
+        super().__init__(hp, data)
         A.check_no_batchnorm(self.D)
-        self.lam = float(self.config["lam"])
+        self.lam = self.hp.lam
 
     def make_optimizers(self):
         return _adams(self)

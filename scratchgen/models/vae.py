@@ -21,9 +21,11 @@ import numpy as np
 from scratchgen import backend, nn, optim
 from scratchgen import functional as F
 from scratchgen.autograd.graph import no_grad
-from scratchgen.autograd.tensor import Tensor, tensor
+from scratchgen.autograd.tensor import tensor
 from scratchgen.losses.elbo import (elbo, iwae_bound, log_standard_normal, reconstruction_nll,
                                     reparameterize as _reparameterize)
+from scratchgen.data import PREPROCESS
+from scratchgen.spec import Param, Spec
 from scratchgen.tasks import Task, register
 
 
@@ -179,17 +181,6 @@ def burda_lr(lr, epoch):
     return lr * 10 ** (-i / 7)
 
 
-def _images_and_labels(held):
-    """(x, y) from what the harness holds out: an array, an (x, y) pair, or a callable."""
-    held = held() if callable(held) else held
-    if held is None:
-        return None, None
-    if isinstance(held, (tuple, list)):
-        return np.asarray(held[0]), (None if len(held) < 2 or held[1] is None
-                                     else np.asarray(held[1]))
-    return np.asarray(held), None
-
-
 @register
 class VAETask(Task):
     """``scratchgen train vae``: the VAE trained on -ELBO with Adam.
@@ -203,65 +194,53 @@ class VAETask(Task):
     name = "vae"
     datasets = ("mnist",)  # and user arrays (a .npy/.npz path)
     default_dataset = "mnist"
+    spec = Spec(
+        Param("arch", str, "mlp", "encoder/decoder", choices=("mlp", "conv")),
+        Param("hidden", list, [400], "hidden layer widths (conv: the dense layer's)", low=1),
+        Param("z_dim", int, 20, "latent dimension", low=1),
+        Param("activation", str, "relu", choices=tuple(ACTIVATIONS)),
+        Param("likelihood", str, "bernoulli", "p(x|z)", choices=("bernoulli", "gaussian")),
+        Param("gaussian_var", str, "fixed", "Gaussian p(x|z) variance",
+              choices=("fixed", "learned")),
+        Param("fixed_var", float, 1.0, "the fixed variance", above=0),
+        Param("beta", float, 1.0, "KL weight", low=0),
+        Param("optimizer", str, "adam", choices=("adam",)),
+        Param("lr", float, 1e-3, "learning rate", above=0),
+        Param("adam_eps", float, 1e-8, "Adam's epsilon (Burda et al.: 1e-4)", above=0),
+        Param("lr_schedule", str, "constant", "'burda': 3^i passes at lr 10^(-i/7)",
+              choices=("constant", "burda")),
+        Param("epoch_steps", int, 0, "steps per pass for the schedule (0: from the data)",
+              low=0),
+        Param("batch_size", int, 128, low=1),
+        Param("preprocess", str, "binarize-dynamic", "pixels to inputs", choices=PREPROCESS),
+        Param("iwae_k", int, 100, "samples per example of the held-out IWAE estimate", low=1),
+        Param("iwae_chunk", int, 0, "IWAE samples per chunk (0: automatic)", low=0),
+        Param("eval_batch", int, 100, "held-out examples per evaluation batch", low=1),
+        Param("eval_examples", int, 0, "held-out examples evaluated (0: all)", low=0))
 
-    @classmethod
-    def defaults(cls):
-        return {
-            "arch": "mlp", "hidden": [400], "z_dim": 20, "activation": "relu",
-            "likelihood": "bernoulli", "gaussian_var": "fixed", "fixed_var": 1.0,
-            "beta": 1.0, "lr": 1e-3, "batch_size": 128, "preprocess": "binarize-dynamic",
-            "adam_eps": 1e-8,       # Burda et al.: 1e-4
-            "lr_schedule": "constant",  # or 'burda' (needs the passes: epoch_steps)
-            "epoch_steps": 0,       # steps per pass over the training set (0: from the data)
-            "iwae_k": 100,          # samples per example for the held-out IWAE estimate
-            "iwae_chunk": 0,        # samples per chunk (0: automatic, bounded memory)
-            "eval_batch": 100,      # held-out examples per evaluation batch
-            "eval_examples": 0,     # 0: the whole held-out set
-            "seed": 0,
-        }
-
-    def __init__(self, config, data):
-        super().__init__(config, data)
-        c = {**self.defaults(), **dict(config)}
-        self.config = c
-        x, self.labels = _images_and_labels(getattr(data, "held_out", None))
-        shape = tuple(getattr(data, "shape", None) or (x.shape[1:] if x is not None else (784,)))
-        if len(shape) == 2:
-            shape = (1,) + shape
+    def __init__(self, hp, data):
+        super().__init__(hp, data)
+        hp = self.hp
+        shape = tuple(data.shape)
         self.image_shape = shape if len(shape) == 3 else None
         x_dim = int(np.prod(shape))
-        self.model = VAE(x_dim, tuple(c["hidden"]), int(c["z_dim"]), c["arch"], c["likelihood"],
-                         c["gaussian_var"], float(c["fixed_var"]), c["activation"],
+        self.model = VAE(x_dim, tuple(hp.hidden), hp.z_dim, hp.arch, hp.likelihood,
+                         hp.gaussian_var, hp.fixed_var, hp.activation,
                          self.image_shape or (1, 1, x_dim),
-                         generator=np.random.default_rng([int(c["seed"]), 1]))
-        if c["lr_schedule"] not in ("constant", "burda"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'burda', "
-                             f"got {c['lr_schedule']!r}")
-        self.epoch_steps = int(c["epoch_steps"]) or int(getattr(data, "batches_per_epoch", 0))
-        if c["lr_schedule"] == "burda" and self.epoch_steps < 1:
+                         generator=np.random.default_rng([data.seed, 1]))
+        self.epoch_steps = hp.epoch_steps or data.batches_per_epoch
+        if hp.lr_schedule == "burda" and self.epoch_steps < 1:
             raise ValueError("lr_schedule='burda' needs the steps per pass: set epoch_steps")
-        self.opt = optim.Adam(self.model.parameters(), lr=float(c["lr"]), eps=float(c["adam_eps"]))
-        self.held_x = None if x is None else self._prepare_held_out(x)
-
-    def _prepare_held_out(self, x):
-        """uint8 pixels get the training preprocessing (floats are taken as already scaled)."""
-        x = np.asarray(x)
-        mode = getattr(self.data, "preprocess", None) or self.config["preprocess"]
-        p = x.astype(np.float32)
-        if x.dtype == np.uint8:
-            p /= 255.0
-            if mode == "symmetric":
-                p = 2 * p - 1
-        if mode.startswith("binarize") and (p.min() < 0 or p.max() > 1):
-            raise ValueError(f"preprocess={mode!r} needs uint8 pixels or values in [0, 1]; the "
-                             f"held-out data lie in [{p.min():g}, {p.max():g}] (for points use "
-                             "--set preprocess=none likelihood=gaussian)")
-        if mode == "binarize-dynamic" and not np.all((p == 0) | (p == 1)):
-            u = np.random.default_rng([int(self.config["seed"]), 2]).random(p.shape)
-            p = (u < p).astype(np.float32)
-        elif mode == "binarize-fixed":
-            p = (p > 0.5).astype(np.float32)
-        return p.reshape(len(p), -1)
+        self.opt = optim.Adam(self.model.parameters(), lr=hp.lr, eps=hp.adam_eps)
+        held = data.held_out
+        self.held_x = None if held is None else held.x.reshape(len(held.x), -1)
+        self.labels = None if held is None else held.labels
+        if self.held_x is not None and hp.likelihood == "bernoulli" and (
+                self.held_x.min() < 0 or self.held_x.max() > 1):
+            raise ValueError(f"likelihood='bernoulli' needs inputs in [0, 1]; preprocess="
+                             f"{data.preprocess!r} gives [{self.held_x.min():g}, "
+                             f"{self.held_x.max():g}] (use --set preprocess=unit or "
+                             "likelihood=gaussian)")
 
     def modules(self):
         return {"vae": self.model}
@@ -269,34 +248,34 @@ class VAETask(Task):
     def optimizers(self):
         return {"adam": self.opt}
 
-    def train_step(self, step, batch, rng):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        x = x if isinstance(x, Tensor) else tensor(x)
+    def train_step(self, step, batches, rng):
+        x = tensor(batches[0])
         eps = tensor(rng.standard_normal((x.shape[0], self.model.z_dim)).astype(np.float32))
-        if self.config["lr_schedule"] == "burda":
+        if self.hp.lr_schedule == "burda":
             for g in self.opt.param_groups:
-                g["lr"] = burda_lr(float(self.config["lr"]), step // self.epoch_steps)
+                g["lr"] = burda_lr(self.hp.lr, step // self.epoch_steps)
         self.opt.zero_grad()
-        loss, terms = self.model.loss(x, eps, float(self.config["beta"]))
+        loss, terms = self.model.loss(x, eps, self.hp.beta)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+        return {"loss": loss, **terms}
 
     def encode_held_out(self):
         """Posterior means of the held-out set (host array (N, z_dim))."""
         out = []
         with no_grad():
-            for i in range(0, len(self.held_x), int(self.config["eval_batch"])):
-                mu, _ = self.model.encode(tensor(self.held_x[i:i + int(self.config["eval_batch"])]))
+            bs = self.hp.eval_batch
+            for i in range(0, len(self.held_x), bs):
+                mu, _ = self.model.encode(tensor(self.held_x[i:i + bs]))
                 out.append(backend.to_numpy(mu.data))
         return np.concatenate(out)
 
     def evaluate(self, rng):
         if self.held_x is None:
             return {}
-        c = self.config
-        x = self.held_x[:int(c["eval_examples"]) or None]
-        k, bs, zd = int(c["iwae_k"]), int(c["eval_batch"]), self.model.z_dim
+        hp = self.hp
+        x = self.held_x[:hp.eval_examples or None]
+        k, bs, zd = hp.iwae_k, hp.eval_batch, self.model.z_dim
         sums = dict(elbo=0.0, recon=0.0, kl=0.0, iwae=0.0)
         means = []
         seed = int(rng.integers(2 ** 63))  # separate streams: the ELBO's noise does not depend on k
@@ -308,7 +287,7 @@ class VAETask(Task):
                 out, mu, logvar = self.model(xb, eps)
                 e, nll, kl = elbo(xb, out, mu, logvar, self.model.likelihood, self.model.x_logvar,
                                   reduction="sum", return_terms=True)
-                iw = self.model.iwae(xb, k, rng_iw, chunk=int(c["iwae_chunk"]) or None)
+                iw = self.model.iwae(xb, k, rng_iw, chunk=hp.iwae_chunk or None)
                 for key, v in (("elbo", e), ("recon", nll), ("kl", kl), ("iwae", F.sum(iw))):
                     sums[key] += float(v.item())
                 means.append(backend.to_numpy(mu.data))
@@ -317,7 +296,7 @@ class VAETask(Task):
         return res
 
     def sample(self, n, rng):
-        s = self.model.sample(int(n), rng)
+        s = self.model.sample(n, rng)
         return s.reshape((len(s),) + self.image_shape) if self.image_shape else s
 
     def _decode_images(self, z):

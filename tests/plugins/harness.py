@@ -9,6 +9,7 @@ import numpy as np
 
 import scratchgen as sg
 from scratchgen import trainer
+from scratchgen.rundir import RunDir
 
 PLUGINS = Path(__file__).resolve().parent
 
@@ -22,9 +23,14 @@ def run_toy(out, steps, **kw):
     return trainer.run("toy-regression", steps=steps, out=out, **kw)
 
 
+def checkpoints(run_dir):
+    """A run's checkpoint paths, oldest first."""
+    return RunDir.open(run_dir, readonly=True).checkpoints()
+
+
 def checkpoint_state(run_dir):
     """(step, parameters, Adam moments, task state) of a run's latest checkpoint, as NumPy."""
-    state = sg.load(trainer.latest_checkpoint(run_dir))
+    state = sg.load(checkpoints(run_dir)[-1])
     mods = {k: np.asarray(sg.backend.to_numpy(v)) for k, v in state["modules"]["net"].items()}
     opt = state["optimizers"]["adam"]["state"]
     moments = {f"{i}.{k}": sg.backend.to_numpy(v) for i, s in opt.items() for k, v in s.items()

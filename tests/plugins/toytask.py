@@ -7,6 +7,7 @@ import numpy as np
 
 import scratchgen as sg
 from scratchgen import functional as F, nn, optim
+from scratchgen.spec import Param, Spec
 from scratchgen.tasks import Task, register
 
 
@@ -16,15 +17,20 @@ class ToyRegression(Task):
     datasets = ("8gaussians", "ring")
     default_dataset = "8gaussians"
 
-    @classmethod
-    def defaults(cls):
-        return {"batch_size": 32, "lr": 1e-2, "width": 16, "nan_at": -1, "sleep": 0.0}
+    spec = Spec(Param("batch_size", int, 32, low=1), Param("lr", float, 1e-2, above=0),
+                Param("width", int, 16, low=1), Param("nan_at", int, -1),
+                Param("sleep", float, 0.0, low=0))
 
-    def __init__(self, config, data):
-        super().__init__(config, data)
-        w = int(config["width"])
+    @classmethod
+    def check_data(cls, kind, shape):
+        if tuple(shape) != (2,):
+            raise ValueError(f"toy-regression takes 2-D points, not examples of shape {shape}")
+
+    def __init__(self, hp, data):
+        super().__init__(hp, data)
+        w = self.hp.width
         self.net = nn.Sequential(nn.Linear(2, w), nn.Tanh(), nn.Linear(w, 1))
-        self.opt = optim.Adam(self.net.parameters(), lr=float(config["lr"]))
+        self.opt = optim.Adam(self.net.parameters(), lr=self.hp.lr)
         self.seen = 0
 
     def modules(self):
@@ -33,22 +39,20 @@ class ToyRegression(Task):
     def optimizers(self):
         return {"adam": self.opt}
 
-    def train_step(self, step, batch, rng):
-        if self.config["sleep"]:
-            time.sleep(float(self.config["sleep"]))
-        x = batch + 0.01 * rng.standard_normal(batch.shape).astype(np.float32)
+    def train_step(self, step, batches, rng):
+        if self.hp.sleep:
+            time.sleep(self.hp.sleep)
+        x = batches[0] + 0.01 * rng.standard_normal(batches[0].shape).astype(np.float32)
         y = np.sin(x[:, :1] * 3).astype(np.float32)
         loss = F.mse_loss(self.net(sg.tensor(x)), sg.tensor(y))
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
         self.seen += len(x)
-        value = float("nan") if step == int(self.config["nan_at"]) else loss.item()
-        return {"mse": value}
+        return {"mse": float("nan") if step == self.hp.nan_at else loss}
 
     def evaluate(self, rng):
-        held = self.data.held_out  # toy points, or (points, labels) of a finite set
-        x = (held[0] if isinstance(held, tuple) else held)[:200].astype(np.float32)
+        x = self.data.held_out.x[:200]
         with sg.no_grad():
             pred = self.net(sg.tensor(x)).numpy()
         return {"held_out_mse": float(np.mean((pred - np.sin(x[:, :1] * 3)) ** 2))}
