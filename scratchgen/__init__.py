@@ -13,7 +13,8 @@ from scratchgen.autograd import (Tensor, tensor, grad, no_grad, enable_grad, is_
                                  Primitive, primitive)
 from scratchgen.autograd import methods as _methods  # noqa: F401  (binds operators)
 from scratchgen import functional
-from scratchgen.autograd.gradcheck import gradcheck, gradgradcheck, GradcheckError
+from scratchgen.autograd.gradcheck import (gradcheck, gradgradcheck, GradcheckError,
+                                          numeric_grad)
 from scratchgen import nn, optim
 from scratchgen.io import save, load, CheckpointError
 from scratchgen.nn.init import manual_seed

@@ -326,6 +326,35 @@ def test_gradcheck_catches_wrong_first_and_second_derivatives():
         sg.gradgradcheck(flat, x)
 
 
+def test_numeric_grad_is_the_central_difference_of_a_scalar_function():
+    x = sg.tensor(np.array([0.5, -1.0], np.float32))          # float32 in: float64 copies used
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    gx, gw = sg.numeric_grad(lambda a, b: ((a ** 3) * b).sum(), [x, w])
+    assert gx.dtype == gw.dtype == np.float64 and x.dtype == np.float32
+    np.testing.assert_allclose(gx, 3 * np.array([0.5, -1.0]) ** 2 * w.sum(0), rtol=1e-8)
+    np.testing.assert_allclose(gw, np.broadcast_to(np.array([0.5, -1.0]) ** 3, (2, 2)),
+                               rtol=1e-8)
+    np.testing.assert_array_equal(x.numpy(), [0.5, -1.0])     # inputs untouched
+    with pytest.raises(ValueError, match="scalar function"):
+        sg.numeric_grad(lambda a: a * 2, x)
+
+
+def test_gradcheck_comparison_returns_both_values():
+    from scratchgen.autograd.gradcheck import compare_gradients
+    x, y = t64([0.3, -0.7]), t64([1.5], requires_grad=False)
+    c = compare_gradients(lambda a, b: a * a * b, [x, y], seed=3)
+    v = np.random.default_rng(3).standard_normal(2)           # gradcheck's fixed projection
+    assert c.order == "first" and c.positions == (0,)
+    np.testing.assert_allclose(c.analytic[0], v * 2 * np.array([0.3, -0.7]) * 1.5, rtol=1e-12)
+    np.testing.assert_allclose(c.numerical[0], c.analytic[0], rtol=1e-7)
+    assert c.errors()[1] < 1e-8
+    c2 = compare_gradients(lambda a: a ** 3, x, order=2)
+    assert c2.order == "second" and c2.positions == (0, 1)    # the input and its projection v
+    assert c2.errors()[1] < 1e-7 and c2.check()
+    with pytest.raises(ValueError, match="C-contiguous"):
+        sg.gradcheck(lambda a: a * a, sg.tensor(np.ones((2, 3)).T, requires_grad=True))
+
+
 # ---- WGAN-GP: gradients of a gradient penalty ---------------------------------------------
 def _mlp_params(rng, sizes):
     ps = []
