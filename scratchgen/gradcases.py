@@ -475,6 +475,44 @@ def _(d):
         [d.normal((n, c) + hw), d.normal((n, o) + out)]
 
 
+def _dilation_groups(d):
+    """(dilation, groups, channels in, channels out) for the dilated/grouped cases."""
+    dil = (d.int(1, 3), d.int(1, 3))
+    g = d.int(1, 3)
+    return dil, g, g * d.int(1, 2), g * d.int(1, 2)
+
+
+@case("conv2d_dilation_groups")
+def _(d):
+    k = (d.int(1, 3), d.int(1, 3))
+    s, p = (d.int(1, 2), d.int(1, 2)), (d.int(0, 2), d.int(0, 2))
+    dil, g, c, o = _dilation_groups(d)
+    hw = tuple(max(1, dil[i] * (k[i] - 1) + 1 - 2 * p[i]) + d.int(0, 2) for i in (0, 1))
+    arrays = [d.normal((1, c) + hw), d.normal((o, c // g) + k)]
+    if d.bool():
+        arrays.append(d.normal((o,)))
+    return (lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, s, p, dil, g)), arrays
+
+
+@case("conv_transpose2d_dilation_groups")
+def _(d):
+    k = (d.int(1, 3), d.int(1, 3))
+    s, p = (d.int(1, 2), d.int(1, 2)), (d.int(0, 2), d.int(0, 2))
+    dil, g, c, o = _dilation_groups(d)
+    op = tuple(d.int(0, max(s[i], dil[i]) - 1) for i in (0, 1))
+    hw = []
+    for i in (0, 1):
+        h = d.int(1, 3)
+        while (h - 1) * s[i] - 2 * p[i] + dil[i] * (k[i] - 1) + 1 + op[i] < 1:
+            h += 1
+        hw.append(h)
+    arrays = [d.normal((1, c) + tuple(hw)), d.normal((c, o // g) + k)]
+    if d.bool():
+        arrays.append(d.normal((o,)))
+    return (lambda x, w, *b: F.conv_transpose2d(x, w, b[0] if b else None, s, p, op, g, dil)), \
+        arrays
+
+
 # ---- losses --------------------------------------------------------------------------
 @case("binary_cross_entropy_with_logits")
 def _(d):
