@@ -24,7 +24,8 @@ from scratchgen.functional import (add, sub, mul, div, neg, pow, exp, log, sqrt,
                                    sum, mean, var, max, min, amax, amin, argmax, argmin,
                                    logsumexp, softmax, log_softmax, reshape, permute, transpose,
                                    cat, concatenate, stack, matmul)
-from scratchgen.creation import zeros, ones, full, zeros_like, ones_like, arange, randn, rand
+from scratchgen.creation import (zeros, ones, full, zeros_like, ones_like, arange, randn, rand,
+                                 randint)
 from numpy import float32, float64, int64  # dtype names, as torch.float32 ...
 
 

@@ -52,6 +52,12 @@ def randn(*size, dtype=None, requires_grad=False, generator=None):
     return _new(g.standard_normal(_shape(size)), dtype, requires_grad)
 
 
+def randint(low, high, size, generator=None):
+    """Integers drawn uniformly from [low, high), int64 (torch.randint)."""
+    g = generator or init.default_generator()
+    return Tensor(backend.asarray(g.integers(low, high, tuple(size), dtype=numpy.int64)))
+
+
 def rand(*size, dtype=None, requires_grad=False, generator=None):
     """Uniform draws on [0, 1)."""
     g = generator or init.default_generator()

@@ -3,6 +3,7 @@
 Primitives (forward and VJP side by side) live in ``scratchgen.ops``; what is defined here is
 composed from them and needs no backward code.
 """
+from scratchgen import backend
 from scratchgen.autograd.tensor import Tensor
 from scratchgen.ops.elementwise import (add, sub, mul, div, neg, pow, exp, log, sqrt, abs, maximum,
                                         minimum, where, clip, sigmoid, tanh, relu, leaky_relu,
@@ -66,6 +67,21 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     _check_same_shape(logits, target, "binary_cross_entropy_with_logits")
     return _reduce(sub(softplus(logits), mul(target, logits)), reduction,
                    "binary_cross_entropy_with_logits")
+
+
+def nll_loss(input, target, reduction="mean"):
+    """-input[n, target[n]] for log-probabilities input (N, C) and class indices target (N,)."""
+    t = target.data if isinstance(target, Tensor) else backend.asarray(target)
+    if input.ndim != 2 or t.shape != input.shape[:1] or t.dtype.kind not in "iu":
+        raise ValueError(f"nll_loss: needs input (N, C) and integer class indices (N,); got "
+                         f"input {input.shape} and target {t.shape} {t.dtype}")
+    return _reduce(neg(index(input, (backend.xp.arange(t.shape[0]), t))), reduction, "nll_loss")
+
+
+def cross_entropy(input, target, reduction="mean"):
+    """nll_loss(log_softmax(input, dim=1), target) = logsumexp_c input[n, c] - input[n, t_n];
+    d/dinput = softmax(input) - onehot(target) [/ N for 'mean']."""
+    return nll_loss(log_softmax(input, axis=1), target, reduction)
 
 
 def mse_loss(input, target, reduction="mean"):

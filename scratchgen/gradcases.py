@@ -522,6 +522,14 @@ def _(d):
         [d.normal(s, 3), d.uniform(s, 0, 1)]
 
 
+@case("cross_entropy")
+def _(d):
+    n, c = d.int(1, 4), d.int(1, 5)
+    target = sg.tensor(np.array([d.int(0, c - 1) for _ in range(n)], dtype=np.int64))
+    red = d.choice(["mean", "sum", "none"])
+    return (lambda x: F.cross_entropy(x, target, reduction=red)), [d.normal((n, c), 2)]
+
+
 @case("mse_loss")
 def _(d):
     s = d.shape(0, 3)
