@@ -3,11 +3,13 @@
 Primitives (forward and VJP side by side) live in ``scratchgen.ops``; what is defined here is
 composed from them and needs no backward code.
 """
+from scratchgen import backend
 from scratchgen.autograd.tensor import Tensor
 from scratchgen.ops.elementwise import (add, sub, mul, div, neg, pow, exp, log, sqrt, abs, maximum,
                                         minimum, where, clip, sigmoid, tanh, relu, leaky_relu,
                                         softplus, log_sigmoid)
-from scratchgen.ops.reduction import sum, mean, var, max, min, logsumexp
+from scratchgen.ops.reduction import (sum, mean, var, max, min, amax, amin, argmax, argmin,
+                                      logsumexp, softmax, log_softmax)
 from scratchgen.ops.shape import (reshape, permute, transpose, broadcast_to, sum_to, cat, stack,
                                   index, normalize_pad)
 from scratchgen.ops import shape as _shape
@@ -15,6 +17,7 @@ from scratchgen.ops.linalg import matmul, linear
 from scratchgen.ops.conv import conv2d, conv_transpose2d, conv2d_weight_grad
 
 clamp = clip
+logsigmoid = log_sigmoid
 concatenate = cat
 getitem = index
 
@@ -28,16 +31,14 @@ def square(x):
     return mul(x, x)
 
 
-def softmax(x, axis=-1):
-    return exp(log_softmax(x, axis))
-
-
-def log_softmax(x, axis=-1):
-    return sub(x, logsumexp(x, axis=axis, keepdims=True))
-
-
-def flatten(x, start_dim=1):
-    return reshape(x, x.shape[:start_dim] + (-1,))
+def flatten(x, start_dim=1, end_dim=-1):
+    """Merge dims start_dim..end_dim into one (default: all but the batch dim, like
+    ``nn.Flatten``; ``sg.flatten`` / ``Tensor.flatten`` start at 0 like ``torch.flatten``)."""
+    shape = x.shape
+    if not shape:
+        return reshape(x, (1,))
+    a, b = start_dim % len(shape), end_dim % len(shape)
+    return reshape(x, shape[:a] + (-1,) + shape[b + 1:])
 
 
 def _reduce(loss, reduction, name):
@@ -66,6 +67,21 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     _check_same_shape(logits, target, "binary_cross_entropy_with_logits")
     return _reduce(sub(softplus(logits), mul(target, logits)), reduction,
                    "binary_cross_entropy_with_logits")
+
+
+def nll_loss(input, target, reduction="mean"):
+    """-input[n, target[n]] for log-probabilities input (N, C) and class indices target (N,)."""
+    t = target.data if isinstance(target, Tensor) else backend.asarray(target)
+    if input.ndim != 2 or t.shape != input.shape[:1] or t.dtype.kind not in "iu":
+        raise ValueError(f"nll_loss: needs input (N, C) and integer class indices (N,); got "
+                         f"input {input.shape} and target {t.shape} {t.dtype}")
+    return _reduce(neg(index(input, (backend.xp.arange(t.shape[0]), t))), reduction, "nll_loss")
+
+
+def cross_entropy(input, target, reduction="mean"):
+    """nll_loss(log_softmax(input, dim=1), target) = logsumexp_c input[n, c] - input[n, t_n];
+    d/dinput = softmax(input) - onehot(target) [/ N for 'mean']."""
+    return nll_loss(log_softmax(input, axis=1), target, reduction)
 
 
 def mse_loss(input, target, reduction="mean"):

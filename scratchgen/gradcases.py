@@ -144,6 +144,18 @@ def _(d):
     return (lambda a: F.pow(a, p)), [x]
 
 
+@case("pow_at_zero")  # 0 * inf in b a^(b-1): x ** 0 and x ** 1 must stay exact at x = 0
+def _(d):
+    s = d.shape(1, 3)
+    x = np.where(d.rng.random(s) < 0.5, 0.0, d.normal(s))
+    x.flat[0] = 0.0
+    if d.bool():
+        p = d.choice([0, 1, 0.0, 1.0])
+        return (lambda a: F.pow(a, p)), [x]
+    b = (d.rng.random(s) < 0.5).astype(np.float64)  # a tensor exponent of zeros and ones
+    return (lambda a: F.pow(a, sg.tensor(b, dtype=a.dtype))), [x]
+
+
 @case("rpow")  # number ** tensor
 def _(d):
     base = d.choice([0.5, 2.0, 3.0])
@@ -463,6 +475,44 @@ def _(d):
         [d.normal((n, c) + hw), d.normal((n, o) + out)]
 
 
+def _dilation_groups(d):
+    """(dilation, groups, channels in, channels out) for the dilated/grouped cases."""
+    dil = (d.int(1, 3), d.int(1, 3))
+    g = d.int(1, 3)
+    return dil, g, g * d.int(1, 2), g * d.int(1, 2)
+
+
+@case("conv2d_dilation_groups")
+def _(d):
+    k = (d.int(1, 3), d.int(1, 3))
+    s, p = (d.int(1, 2), d.int(1, 2)), (d.int(0, 2), d.int(0, 2))
+    dil, g, c, o = _dilation_groups(d)
+    hw = tuple(max(1, dil[i] * (k[i] - 1) + 1 - 2 * p[i]) + d.int(0, 2) for i in (0, 1))
+    arrays = [d.normal((1, c) + hw), d.normal((o, c // g) + k)]
+    if d.bool():
+        arrays.append(d.normal((o,)))
+    return (lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, s, p, dil, g)), arrays
+
+
+@case("conv_transpose2d_dilation_groups")
+def _(d):
+    k = (d.int(1, 3), d.int(1, 3))
+    s, p = (d.int(1, 2), d.int(1, 2)), (d.int(0, 2), d.int(0, 2))
+    dil, g, c, o = _dilation_groups(d)
+    op = tuple(d.int(0, max(s[i], dil[i]) - 1) for i in (0, 1))
+    hw = []
+    for i in (0, 1):
+        h = d.int(1, 3)
+        while (h - 1) * s[i] - 2 * p[i] + dil[i] * (k[i] - 1) + 1 + op[i] < 1:
+            h += 1
+        hw.append(h)
+    arrays = [d.normal((1, c) + tuple(hw)), d.normal((c, o // g) + k)]
+    if d.bool():
+        arrays.append(d.normal((o,)))
+    return (lambda x, w, *b: F.conv_transpose2d(x, w, b[0] if b else None, s, p, op, g, dil)), \
+        arrays
+
+
 # ---- losses --------------------------------------------------------------------------
 @case("binary_cross_entropy_with_logits")
 def _(d):
@@ -470,6 +520,14 @@ def _(d):
     red = d.choice(["mean", "sum", "none"])
     return (lambda l, t: F.binary_cross_entropy_with_logits(l, t, reduction=red)), \
         [d.normal(s, 3), d.uniform(s, 0, 1)]
+
+
+@case("cross_entropy")
+def _(d):
+    n, c = d.int(1, 4), d.int(1, 5)
+    target = sg.tensor(np.array([d.int(0, c - 1) for _ in range(n)], dtype=np.int64))
+    red = d.choice(["mean", "sum", "none"])
+    return (lambda x: F.cross_entropy(x, target, reduction=red)), [d.normal((n, c), 2)]
 
 
 @case("mse_loss")

@@ -494,3 +494,92 @@ def test_gradients_through_dropout_and_batchnorm_second_order():
     bn = nn.BatchNorm1d(2, dtype="float64")
     assert sg.gradgradcheck(lambda x, w: bn(x) * w, [T(np.random.default_rng(2).normal(
         size=(4, 2)), requires_grad=True), bn.weight])
+
+
+# ---- dilation and groups: PyTorch's definitions, transcribed -----------------------------
+def conv2d_torch_def(x, w, b, stride, padding, dilation, groups):
+    """out[n, j] = b[j] + sum_{k < C/G} w[j, k] * x_pad[n, g C/G + k] with g = j // (O/G),
+    sampled at (i s_h + p d_h, l s_w + q d_w)  (torch.nn.Conv2d's documentation)."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n, o, ho, wo))
+    for a in range(n):
+        for j in range(o):
+            g = j // (o // groups)
+            for i in range(ho):
+                for m in range(wo):
+                    for k in range(cg):
+                        for p in range(kh):
+                            for q in range(kw):
+                                y[a, j, i, m] += w[j, k, p, q] * xp[a, g * cg + k, i * sh + p * dh,
+                                                                    m * sw + q * dw]
+    return y + (0 if b is None else b.reshape(1, -1, 1, 1))
+
+
+def conv_transpose2d_torch_def(x, w, b, stride, padding, output_padding, groups, dilation):
+    """Each x[n, c, i, l] scatters x * w[c, k] into out[n, g O/G + k] at
+    (i s_h + p d_h - pad_h, l s_w + q d_w - pad_w), g = c // (C/G);
+    H_out = (H - 1) s - 2 pad + d (k - 1) + output_padding + 1."""
+    (sh, sw), (ph, pw), (dh, dw), (oph, opw) = stride, padding, dilation, output_padding
+    n, c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    ho = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    wo = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    full = np.zeros((n, og * groups, ho + 2 * ph + 1, wo + 2 * pw + 1))
+    for a in range(n):
+        for ci in range(c):
+            g = ci // (c // groups)
+            for i in range(h):
+                for m in range(wd):
+                    for p in range(kh):
+                        for q in range(kw):
+                            r, s = i * sh + p * dh, m * sw + q * dw
+                            if r < full.shape[2] and s < full.shape[3]:
+                                full[a, g * og:(g + 1) * og, r, s] += x[a, ci, i, m] * w[ci, :, p, q]
+    y = full[:, :, ph:ph + ho, pw:pw + wo]
+    return y + (0 if b is None else b.reshape(1, -1, 1, 1))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_conv_dilation_groups_forward_matches_pytorch_definition(seed):
+    rng = np.random.default_rng(seed)
+    g = int(rng.integers(1, 4))
+    c, o = g * int(rng.integers(1, 3)), g * int(rng.integers(1, 3))
+    k = tuple(int(v) for v in rng.integers(1, 4, 2))
+    s, p, d = (tuple(int(v) for v in rng.integers(lo, hi, 2)) for lo, hi in ((1, 3), (0, 3), (1, 4)))
+    hw = tuple(max(1, d[i] * (k[i] - 1) + 1 - 2 * p[i]) + int(rng.integers(0, 4)) for i in (0, 1))
+    x, w, b = rng.normal(size=(2, c) + hw), rng.normal(size=(o, c // g) + k), rng.normal(size=o)
+    conv = nn.Conv2d(c, o, k, s, p, d, g, dtype="float64")
+    set_params(conv, weight=w, bias=b)
+    assert conv.weight.shape == (o, c // g) + k
+    np.testing.assert_allclose(conv(T(x)).numpy(), conv2d_torch_def(x, w, b, s, p, d, g),
+                               rtol=1e-10, atol=1e-12)
+    op = tuple(int(rng.integers(0, max(s[i], d[i]))) for i in (0, 1))
+    xt = rng.normal(size=(2, c) + tuple(int(v) for v in rng.integers(1 + max(p), 5, 2)))
+    wt = rng.normal(size=(c, o // g) + k)
+    ct = nn.ConvTranspose2d(c, o, k, s, p, op, g, False, d, dtype="float64")
+    set_params(ct, weight=wt)
+    assert ct.weight.shape == (c, o // g) + k
+    np.testing.assert_allclose(ct(T(xt)).numpy(),
+                               conv_transpose2d_torch_def(xt, wt, None, s, p, op, g, d),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_conv_dilation_groups_init_repr_and_errors():
+    conv = nn.Conv2d(4, 6, 3, dilation=2, groups=2)
+    assert repr(conv) == "Conv2d(4, 6, kernel_size=(3, 3), stride=(1, 1), dilation=(2, 2), groups=2)"
+    assert np.abs(conv.weight.numpy()).max() <= 1 / np.sqrt(2 * 9)     # fan_in = (4 / 2) * 9
+    assert nn.ConvTranspose2d(4, 6, 3, groups=2).weight.shape == (4, 3, 3, 3)
+    with pytest.raises(ValueError, match="groups"):
+        nn.Conv2d(4, 6, 3, groups=4)
+    x = T(np.ones((1, 4, 5, 5)))
+    with pytest.raises(ValueError, match="divisible by groups"):
+        sg.functional.conv2d(x, T(np.ones((3, 2, 3, 3))), groups=2)
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        sg.functional.conv2d(x, T(np.ones((2, 4, 3, 3))), dilation=3)
+    with pytest.raises(ValueError, match="output_padding"):
+        sg.functional.conv_transpose2d(x, T(np.ones((4, 1, 3, 3))), stride=2, dilation=2, output_padding=2)

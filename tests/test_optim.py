@@ -311,3 +311,110 @@ def test_adam_fused_kernel_equals_generic_path(dtype, kw, monkeypatch):
     opt.step()
     q, _ = run(optim.Adam, [p0[0]], [[grads[0][0]]], **kw)
     np.testing.assert_allclose(p.numpy(), q[0].numpy(), rtol=rtol, atol=0)
+
+
+# ---- AdamW and learning-rate schedules (PyTorch's documented formulas) -------------------
+def ref_adamw(ps, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+              amsgrad=False):
+    """torch.optim.AdamW: theta_t = theta_{t-1} - lr wd theta_{t-1}, then Adam's step on the
+    undecayed gradient."""
+    b1, b2 = betas
+    ps = [p.copy() for p in ps]
+    m, v, vmax = ([np.zeros_like(p) for p in ps] for _ in range(3))
+    for t, gs in enumerate(grads, start=1):
+        for i, g in enumerate(gs):
+            ps[i] = ps[i] - lr * weight_decay * ps[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            vmax[i] = np.maximum(vmax[i], v[i]) if amsgrad else v[i]
+            ps[i] = ps[i] - lr * (m[i] / (1 - b1 ** t)) / (np.sqrt(vmax[i] / (1 - b2 ** t)) + eps)
+    return ps
+
+
+@pytest.mark.parametrize("kw", [dict(lr=0.01), dict(lr=0.05, weight_decay=0.3, betas=(0.5, 0.9)),
+                                dict(lr=0.01, amsgrad=True, weight_decay=0.1, eps=1e-3)])
+def test_adamw_matches_the_reference_and_differs_from_adam_with_decay(kw):
+    p0, grads = problem(5)
+    ps, opt = run(optim.AdamW, p0, grads, **kw)
+    for p, r in zip(ps, ref_adamw(p0, grads, **kw)):
+        np.testing.assert_allclose(p.numpy(), r, rtol=1e-6, atol=1e-12)
+    assert opt.param_groups[0]["weight_decay"] == kw.get("weight_decay", 1e-2)
+    adam, _ = run(optim.Adam, p0, grads, **{"weight_decay": 1e-2, **kw})
+    assert not np.allclose(adam[0].numpy(), ps[0].numpy(), rtol=1e-6)
+
+
+SCHEDULES = [  # (class, kwargs, lr at step t for base rate b)
+    (optim.lr_scheduler.StepLR, dict(step_size=3, gamma=0.5), lambda b, t: b * 0.5 ** (t // 3)),
+    (optim.lr_scheduler.ExponentialLR, dict(gamma=0.9), lambda b, t: b * 0.9 ** t),
+    (optim.lr_scheduler.CosineAnnealingLR, dict(T_max=7, eta_min=0.01),
+     lambda b, t: 0.01 + (b - 0.01) * (1 + np.cos(np.pi * t / 7)) / 2),
+    (optim.lr_scheduler.LambdaLR, dict(lr_lambda=lambda t: 1 / (1 + t)), lambda b, t: b / (1 + t)),
+    (optim.lr_scheduler.LinearLR, dict(start_factor=0.25, end_factor=1.0, total_iters=4),
+     lambda b, t: b * (0.25 + 0.75 * min(t, 4) / 4)),
+    (optim.lr_scheduler.LinearLR, dict(), lambda b, t: b * (1 / 3 + (2 / 3) * min(t, 5) / 5)),
+]
+
+
+def _two_groups(lr=0.1):
+    a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(3))
+    return optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.02}], lr=lr), (a, b)
+
+
+@pytest.mark.parametrize("cls,kw,formula", SCHEDULES, ids=lambda c: getattr(c, "__name__", ""))
+def test_schedules_follow_the_documented_formulas_per_group(cls, kw, formula, tmp_path):
+    opt, (a, b) = _two_groups()
+    sched = cls(opt, **kw)
+    seen = [sched.get_last_lr()]
+    for t in range(1, 12):
+        for p in (a, b):
+            p.grad = sg.tensor(np.ones(p.shape))
+        opt.step()
+        sched.step()
+        seen.append(sched.get_last_lr())
+        if t == 5:
+            sg.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp_path / "c.npz")
+    for t, lrs in enumerate(seen):
+        np.testing.assert_allclose(lrs, [formula(0.1, t), formula(0.02, t)], rtol=1e-12)
+        assert [g["initial_lr"] for g in opt.param_groups] == [0.1, 0.02]
+    # resume at t = 5 in a fresh optimiser and schedule: the same rates, exactly
+    ck = sg.load(tmp_path / "c.npz")
+    opt2, _ = _two_groups(lr=99.0)
+    opt2.load_state_dict(ck["opt"])
+    sched2 = cls(opt2, **kw, last_epoch=ck["sched"]["last_epoch"])
+    sched2.load_state_dict(ck["sched"])
+    assert sched2.last_epoch == 5 and sched2.get_last_lr() == seen[5]
+    for t in range(6, 12):
+        opt2.step()
+        sched2.step()
+        assert sched2.get_last_lr() == seen[t]
+    assert ("lr_lambdas" in sched.state_dict()) is False
+
+
+def test_scheduler_arguments_and_factories():
+    opt, _ = _two_groups()
+    with pytest.raises(ValueError, match="step_size"):
+        optim.lr_scheduler.StepLR(opt, step_size=0)
+    with pytest.raises(ValueError, match="2 parameter groups"):
+        optim.lr_scheduler.LambdaLR(opt, [lambda t: 1.0])
+    with pytest.raises(KeyError, match="initial_lr"):
+        optim.lr_scheduler.ExponentialLR(_two_groups()[0], gamma=0.5, last_epoch=3)
+    for name, cls in optim.OPTIMIZERS.items():
+        assert type(optim.build_optimizer(name, [nn.Parameter(np.ones(2))], lr=0.1)) is cls
+    with pytest.raises(ValueError, match="unknown optimizer 'adamax'.*adamw"):
+        optim.build_optimizer("adamax", [nn.Parameter(np.ones(2))])
+    with pytest.raises(ValueError, match="optimizer 'sgd':.*betas"):
+        optim.build_optimizer("sgd", [nn.Parameter(np.ones(2))], betas=(0.9, 0.9))
+    expected = {"constant": lambda t: 0.1, "step": lambda t: 0.1 * 0.1 ** (t // 3),
+                "exponential": lambda t: 0.1 * 0.01 ** (t / 10),
+                "cosine": lambda t: 0.05 * (1 + np.cos(np.pi * t / 10)),
+                "linear": lambda t: 0.1 * (1 - t / 10)}
+    for name, f in expected.items():
+        o = optim.SGD([nn.Parameter(np.ones(1))], lr=0.1)
+        s = optim.build_scheduler(name, o, total_steps=10)
+        for t in range(1, 11):
+            o.step()
+            s.step()
+        assert s.get_last_lr()[0] == pytest.approx(f(10), abs=1e-15), name
+    with pytest.raises(ValueError, match="unknown lr schedule 'poly'.*cosine"):
+        optim.build_scheduler("poly", o, 10)
+    assert optim.build_scheduler("step", o, 10, gamma=0.5).gamma == 0.5

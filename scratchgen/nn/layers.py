@@ -72,55 +72,72 @@ class _ConvNd(Module):
             s += f", padding={self.padding}"
         if getattr(self, "output_padding", (0, 0)) != (0, 0):
             s += f", output_padding={self.output_padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
         return s
 
     extra_repr = _conv_repr
 
+    def _set_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                      groups):
+        name = type(self).__name__
+        if not isinstance(groups, int) or groups < 1 or in_channels % groups or \
+                out_channels % groups:
+            raise ValueError(f"{name}: groups ({groups!r}) must be a positive integer dividing "
+                             f"in_channels ({in_channels}) and out_channels ({out_channels})")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self.dilation, self.groups = _pair(dilation, "dilation"), groups
+
     def reset_parameters(self, generator=None):
         _default_init(self.weight, self.bias, generator)
 
 
 class Conv2d(_ConvNd):
-    """2-D cross-correlation, weight (out_channels, in_channels, kh, kw); see ``F.conv2d``."""
+    """2-D cross-correlation, weight (out_channels, in_channels / groups, kh, kw); see
+    ``F.conv2d``."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 dtype=None, generator=None):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, dtype=None, generator=None):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
-        self.weight = _param((out_channels, in_channels) + self.kernel_size, dtype)
+        self._set_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                           groups)
+        self.weight = _param((out_channels, in_channels // groups) + self.kernel_size, dtype)
         self.register_parameter("bias", _param((out_channels,), dtype) if bias else None)
         self.reset_parameters(generator)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
 
 
 class ConvTranspose2d(_ConvNd):
-    """Transposed convolution (conv2d's input gradient), weight (in_channels, out_channels,
-    kh, kw); H_out = (H - 1) stride - 2 padding + kh + output_padding.
+    """Transposed convolution (conv2d's input gradient), weight (in_channels,
+    out_channels / groups, kh, kw);
+    H_out = (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding + 1.
 
     Initialised as PyTorch does: its fan_in is computed from the weight's dim 1, which for
     this layout is out_channels * kh * kw, so bound = 1/sqrt(out_channels kh kw).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0, bias=True, dtype=None, generator=None):
+                 output_padding=0, groups=1, bias=True, dilation=1, dtype=None, generator=None):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self._set_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                           groups)
         self.output_padding = _pair(output_padding, "output_padding")
-        self.weight = _param((in_channels, out_channels) + self.kernel_size, dtype)
+        self.weight = _param((in_channels, out_channels // groups) + self.kernel_size, dtype)
         self.register_parameter("bias", _param((out_channels,), dtype) if bias else None)
         self.reset_parameters(generator)
 
     def forward(self, x):
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding)
+                                  self.output_padding, self.groups, self.dilation)
 
 
 # ---- normalisation --------------------------------------------------------------------

@@ -10,12 +10,21 @@ Three primitives close under differentiation, with kernels from the active backe
 Since <gy, C_w x> is bilinear, every VJP is one of the three:
 conv2d: dx = C_w^T g, dw = W(x, g);  conv_transpose2d: dx = C_w g, dw = W(g, x);
 W(x, gy): dx = C_G^T gy, dgy = C_G x (G the incoming gradient of the weight).
+
+``dilation`` and ``groups`` (PyTorch's semantics and weight shapes) are composed from these
+three and shape primitives, so every backend runs them and their derivatives of any order need
+no new backward code:
+
+* dilation d: the kernel with d - 1 zeros between taps (``index_scatter`` into a zero kernel of
+  size d (k - 1) + 1, whose VJP is a strided slice) feeds the plain conv. Cost: the GEMM works
+  on the dilated kernel, (d (k - 1) + 1)^2 / k^2 times the multiply-adds (mostly zeros);
+* groups G: the channels are sliced into G blocks, each block convolved with its slice of the
+  weight and the results concatenated: G kernel calls of 1/G^2 the work each.
 """
 from scratchgen import backend
 from scratchgen.autograd.graph import primitive
 from scratchgen.ops.elementwise import add, _data
-from scratchgen.ops.shape import reshape
-from scratchgen.ops.reduction import sum
+from scratchgen.ops.shape import reshape, getitem, index_scatter, concatenate, pad
 
 
 
@@ -72,45 +81,97 @@ def _check4(x, w, name, wlabel):
     return xd, wd
 
 
-def conv2d(x, w, b=None, stride=1, padding=0):
-    """Convolution of x (N, C, H, W) with w (O, C, kh, kw) and optional bias b (O,).
+def _dilate(w, dilation):
+    """w (A, B, kh, kw) with d - 1 zeros between taps: (A, B, d_h (kh-1)+1, d_w (kw-1)+1)."""
+    if dilation == (1, 1):
+        return w
+    a, b, kh, kw = _data(w).shape
+    shape = (a, b, dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    return index_scatter(w, shape, (slice(None), slice(None), slice(None, None, dilation[0]),
+                                    slice(None, None, dilation[1])))
 
-    y[n,o,i,j] = b[o] + sum_{c,p,q} x_pad[n, c, i*sh+p, j*sw+q] w[o,c,p,q],
-    Ho = (H + 2 ph - kh) // sh + 1.
+
+def _grouped(conv, x, w, groups):
+    """Apply ``conv`` per channel block: x's channels and w's dim 0 in ``groups`` equal blocks,
+    outputs concatenated along channels."""
+    if groups == 1:
+        return conv(x, w)
+    cx, cw = _data(x).shape[1] // groups, _data(w).shape[0] // groups
+    return concatenate(*[conv(getitem(x, (slice(None), slice(k * cx, (k + 1) * cx))),
+                              getitem(w, (slice(k * cw, (k + 1) * cw),)))
+                         for k in range(groups)], axis=1)
+
+
+def _conv_t_cropped(x, w, out_hw, stride, padding):
+    """conv_transpose with output_padding >= stride (allowed with dilation): the unpadded full
+    output (H - 1) s + k, cropped from ``padding`` and zero-extended to ``out_hw``."""
+    xd, wd = _data(x), _data(w)
+    full = tuple((xd.shape[2 + d] - 1) * stride[d] + wd.shape[2 + d] for d in (0, 1))
+    y = getitem(_conv_t(x, w, full, stride, (0, 0)),
+                (Ellipsis, slice(padding[0], padding[0] + out_hw[0]),
+                 slice(padding[1], padding[1] + out_hw[1])))
+    extra = tuple(out_hw[d] - _data(y).shape[2 + d] for d in (0, 1))
+    return pad(y, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1]))) if max(extra) else y
+
+
+def _check_groups(name, groups, channels, wdim, what):
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{name}: groups must be a positive integer, got {groups!r}")
+    for n, label in ((channels, "input channels"), (wdim, what)):
+        if n % groups:
+            raise ValueError(f"{name}: {label} ({n}) must be divisible by groups ({groups})")
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Convolution of x (N, C, H, W) with w (O, C / groups, kh, kw) and optional bias b (O,).
+
+    y[n,o,i,j] = b[o] + sum_{c,p,q} x_pad[n, g C/G + c, i sh + p dh, j sw + q dw] w[o,c,p,q]
+    with g = o // (O / G); Ho = (H + 2 ph - dh (kh - 1) - 1) // sh + 1.
     """
-    xd, wd = _check4(x, w, "conv2d", "(out, in, kh, kw)")
+    xd, wd = _check4(x, w, "conv2d", "(out, in / groups, kh, kw)")
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    if xd.shape[1] != wd.shape[1]:
+    dilation = _pair(dilation, "dilation")
+    _check_groups("conv2d", groups, xd.shape[1], wd.shape[0], "output channels (weight dim 0)")
+    if xd.shape[1] != wd.shape[1] * groups:
         raise ValueError(f"conv2d: input {xd.shape} has {xd.shape[1]} channels but weight "
-                         f"{wd.shape} expects {wd.shape[1]}")
+                         f"{wd.shape} with groups={groups} expects {wd.shape[1] * groups}")
+    if min(stride) < 1 or min(padding) < 0 or min(dilation) < 1:
+        raise ValueError(f"conv2d: stride {stride} and dilation {dilation} must be >= 1 and "
+                         f"padding {padding} >= 0")
     for d in (0, 1):
-        if xd.shape[2 + d] + 2 * padding[d] < wd.shape[2 + d]:
+        if xd.shape[2 + d] + 2 * padding[d] < dilation[d] * (wd.shape[2 + d] - 1) + 1:
             raise ValueError(f"conv2d: padded input {xd.shape} (padding {padding}) is smaller "
-                             f"than the kernel {wd.shape[2:]}")
-    if min(stride) < 1 or min(padding) < 0:
-        raise ValueError(f"conv2d: stride {stride} must be >= 1 and padding {padding} >= 0")
-    return _add_bias(_conv(x, w, stride, padding), b)
+                             f"than the kernel {wd.shape[2:]} (dilation {dilation})")
+    y = _grouped(lambda xi, wi: _conv(xi, _dilate(wi, dilation), stride, padding), x, w, groups)
+    return _add_bias(y, b)
 
 
-def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
-    """Transposed convolution of x (N, C_in, H, W) with w (C_in, C_out, kh, kw): the adjoint
-    (input gradient) of conv2d with the same weight.
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Transposed convolution of x (N, C_in, H, W) with w (C_in, C_out / groups, kh, kw): the
+    adjoint (input gradient) of conv2d with the same weight, stride, padding, dilation, groups.
 
-    Ho = (H - 1) sh - 2 ph + kh + output_padding_h.
+    Ho = (H - 1) sh - 2 ph + dh (kh - 1) + output_padding_h + 1.
     """
-    xd, wd = _check4(x, w, "conv_transpose2d", "(in, out, kh, kw)")
+    xd, wd = _check4(x, w, "conv_transpose2d", "(in, out / groups, kh, kw)")
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    op = _pair(output_padding, "output_padding")
+    op, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    _check_groups("conv_transpose2d", groups, xd.shape[1], wd.shape[0],
+                  "weight dim 0 (in_channels)")
     if xd.shape[1] != wd.shape[0]:
         raise ValueError(f"conv_transpose2d: input {xd.shape} has {xd.shape[1]} channels but "
                          f"weight {wd.shape} expects {wd.shape[0]}")
-    if min(stride) < 1 or min(padding) < 0 or min(op) < 0 or op[0] >= stride[0] or \
-            op[1] >= stride[1]:
-        raise ValueError(f"conv_transpose2d: need stride >= 1, padding >= 0 and "
-                         f"0 <= output_padding < stride; got stride {stride}, padding {padding},"
-                         f" output_padding {op}")
-    out_hw = tuple((xd.shape[2 + d] - 1) * stride[d] - 2 * padding[d] + wd.shape[2 + d] + op[d]
-                   for d in (0, 1))
+    if min(stride) < 1 or min(padding) < 0 or min(dilation) < 1 or min(op) < 0 or \
+            (op[0] >= stride[0] and op[0] >= dilation[0]) or \
+            (op[1] >= stride[1] and op[1] >= dilation[1]):
+        raise ValueError(f"conv_transpose2d: need stride, dilation >= 1, padding >= 0 and "
+                         f"0 <= output_padding < stride or dilation; got stride {stride}, "
+                         f"padding {padding}, dilation {dilation}, output_padding {op}")
+    out_hw = tuple((xd.shape[2 + d] - 1) * stride[d] - 2 * padding[d] +
+                   dilation[d] * (wd.shape[2 + d] - 1) + 1 + op[d] for d in (0, 1))
     if min(out_hw) < 1:
         raise ValueError(f"conv_transpose2d: output size {out_hw} is not positive")
-    return _add_bias(_conv_t(x, w, out_hw, stride, padding), b)
+    conv_t = _conv_t_cropped if op[0] >= stride[0] or op[1] >= stride[1] else _conv_t
+    y = _grouped(lambda xi, wi: conv_t(xi, _dilate(wi, dilation), out_hw, stride, padding),
+                 x, w, groups)
+    return _add_bias(y, b)

@@ -7,7 +7,9 @@ None are skipped. ``param_groups`` carry per-group options, as in PyTorch::
 
 ``state_dict()`` is ``{'state': {index: {name: backend array or int}}, 'param_groups':
 [{option: value, 'params': [index, ...]}]}``, indices counting parameters across groups in
-order; it round-trips through ``sg.save``/``sg.load``.
+order; it round-trips through ``sg.save``/``sg.load``. Learning-rate schedules are in
+:mod:`scratchgen.optim.lr_scheduler`; :func:`build_optimizer` / :func:`build_scheduler` make
+either by name (for the command line's ``--set optimizer=... --set lr_schedule=...``).
 """
 import math
 
@@ -253,6 +255,20 @@ class Adam(Optimizer):
         p -= tmp
 
 
+class AdamW(Adam):
+    """AdamW (decoupled weight decay, PyTorch's form): p *= 1 - lr wd, then Adam's step with
+    no decay in the gradient (the moments never see wd p)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+    def _update(self, p, g, state, group):
+        if group["weight_decay"]:
+            p *= 1 - group["lr"] * group["weight_decay"]
+        super()._update(p, g, state, {**group, "weight_decay": 0.0})
+
+
 class RMSprop(Optimizer):
     """RMSprop (PyTorch's form):
 
@@ -310,3 +326,26 @@ class RMSprop(Optimizer):
             xp.divide(g, avg, out=tmp)
             tmp *= group["lr"]
         p -= tmp
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+
+def build_optimizer(name, params, **hp):
+    """``OPTIMIZERS[name](params, **hp)``; an unknown name or option is one ValueError.
+
+    >>> import scratchgen as sg
+    >>> build_optimizer("adamw", [sg.nn.Parameter(sg.zeros(2))], lr=1e-2).defaults["lr"]
+    0.01
+    """
+    cls = OPTIMIZERS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    try:
+        return cls(params, **hp)
+    except TypeError as e:
+        raise ValueError(f"optimizer {name!r}: {e}") from None
+
+
+from scratchgen.optim import lr_scheduler  # noqa: E402  (needs Optimizer)
+from scratchgen.optim.lr_scheduler import build_scheduler  # noqa: E402,F401
