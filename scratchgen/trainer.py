@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import scratchgen as sg
-from scratchgen import backend, plots
+from scratchgen import backend, optim, plots
 from scratchgen.autograd.tensor import Tensor
 from scratchgen.data import (DATASETS, STREAMS, DataSource, DatasetError, is_array_path,
                              split_array_spec, step_rng)
@@ -230,6 +230,7 @@ class Run:
     step: int
     batch: int
     t0: float  # wall time the run began (across resumptions)
+    schedules: list  # lr schedules stepped once per training step (``lr_schedule``)
 
 
 def open_run(model=None, resume=None, out=None, argv=None, overrides=None, **options):
@@ -256,7 +257,21 @@ def open_run(model=None, resume=None, out=None, argv=None, overrides=None, **opt
     except BaseException:
         rd.close()
         raise
-    return Run(rd, config, task, data, step, batch, time.time() - t_offset)
+    return Run(rd, config, task, data, step, batch, time.time() - t_offset,
+               lr_schedules(task, config, step))
+
+
+def lr_schedules(task, config, start):
+    """One ``lr_schedule`` per optimiser over the run's ``steps``, at step ``start``. The rate
+    is a closed form of the step (the optimisers' checkpointed ``initial_lr`` is the base), so
+    a resumed run repeats the uninterrupted one. 'constant' and schedules a task runs itself
+    (the VAE's 'burda') need none."""
+    hp = config.hyperparameters
+    name = hp["lr_schedule"] if "lr_schedule" in hp else "constant"
+    if name == "constant" or name not in optim.lr_scheduler.SCHEDULES:
+        return []
+    return [optim.build_scheduler(name, opt, config.steps, last_epoch=start - 1)
+            for opt in task.optimizers().values()]
 
 
 def _default_out(config):
@@ -282,6 +297,8 @@ def _restore_latest(rd, task, config):
         for opt in task.optimizers().values():
             for group in opt.param_groups:
                 group["lr"] *= ratio
+                if "initial_lr" in group:  # the base of an lr_schedule
+                    group["initial_lr"] *= ratio
         config.history.append({"step": step, "lr": config.hyperparameters.lr})
     return step, batch
 
@@ -389,6 +406,8 @@ def _step(r):
                               f"{r.step + 1} (all terms: {logs}); {_last_good(r)}", 3,
                               r.dir.path)
     r.step, r.batch = r.step + 1, batch
+    for schedule in r.schedules:
+        schedule.step()
     return logs
 
 

@@ -22,6 +22,7 @@ import scratchgen as sg
 from scratchgen import backend, metrics, nn, optim, plots
 from scratchgen.data import TOY_DATASETS
 from scratchgen.losses import adversarial as A
+from scratchgen.optim.lr_scheduler import SCHEDULES as LR_SCHEDULES
 from scratchgen.spec import Param, Spec
 from scratchgen.tasks import Task, register
 
@@ -87,7 +88,8 @@ def _scores(net, x):
 
 def _adams(task):
     hp = task.hp
-    return tuple(optim.Adam(m.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+    return tuple(optim.build_optimizer(hp.optimizer, m.parameters(), lr=hp.lr,
+                                       betas=tuple(hp.betas))
                  for m in (task.G, task.D))
 
 
@@ -98,12 +100,14 @@ _COMMON = Spec(
     Param("width", int, 512, "MLP width (points only)", low=1),
     Param("depth", int, 3, "MLP hidden layers (points only)", low=1),
     Param("eval_samples", int, 1000, "samples per evaluation", low=2),
-    Param("lr_schedule", str, "constant", "learning-rate schedule", choices=("constant",)),
+    Param("lr_schedule", str, "constant", "learning-rate schedule over the run's steps",
+          choices=LR_SCHEDULES),
 )
 
 
 def _adam_spec(lr, beta2):
-    return Spec(Param("optimizer", str, "adam", choices=("adam",)),
+    return Spec(Param("optimizer", str, "adam", "adamw: decoupled weight decay 0.01",
+                      choices=("adam", "adamw")),
                 Param("lr", float, lr, "learning rate", above=0),
                 Param("betas", list, [0.5, beta2], "Adam's (beta1, beta2)", item=float, low=0,
                       below=1))

@@ -25,6 +25,7 @@ from scratchgen.autograd.tensor import tensor
 from scratchgen.losses.elbo import (elbo, iwae_bound, log_standard_normal, reconstruction_nll,
                                     reparameterize as _reparameterize)
 from scratchgen.data import PREPROCESS
+from scratchgen.optim.lr_scheduler import SCHEDULES as LR_SCHEDULES
 from scratchgen.spec import Param, Spec
 from scratchgen.tasks import Task, register
 
@@ -204,11 +205,12 @@ class VAETask(Task):
               choices=("fixed", "learned")),
         Param("fixed_var", float, 1.0, "the fixed variance", above=0),
         Param("beta", float, 1.0, "KL weight", low=0),
-        Param("optimizer", str, "adam", choices=("adam",)),
+        Param("optimizer", str, "adam", "adamw: decoupled weight decay 0.01",
+              choices=("adam", "adamw")),
         Param("lr", float, 1e-3, "learning rate", above=0),
         Param("adam_eps", float, 1e-8, "Adam's epsilon (Burda et al.: 1e-4)", above=0),
-        Param("lr_schedule", str, "constant", "'burda': 3^i passes at lr 10^(-i/7)",
-              choices=("constant", "burda")),
+        Param("lr_schedule", str, "constant", "over the run's steps; 'burda': 3^i passes at "
+              "lr 10^(-i/7)", choices=LR_SCHEDULES + ("burda",)),
         Param("epoch_steps", int, 0, "steps per pass for the schedule (0: from the data)",
               low=0),
         Param("batch_size", int, 128, low=1),
@@ -231,7 +233,8 @@ class VAETask(Task):
         self.epoch_steps = hp.epoch_steps or data.batches_per_epoch
         if hp.lr_schedule == "burda" and self.epoch_steps < 1:
             raise ValueError("lr_schedule='burda' needs the steps per pass: set epoch_steps")
-        self.opt = optim.Adam(self.model.parameters(), lr=hp.lr, eps=hp.adam_eps)
+        self.opt = optim.build_optimizer(hp.optimizer, self.model.parameters(), lr=hp.lr,
+                                         eps=hp.adam_eps)
         held = data.held_out
         self.held_x = None if held is None else held.x.reshape(len(held.x), -1)
         self.labels = None if held is None else held.labels

@@ -142,6 +142,9 @@ class LinearLR(LRScheduler):
         return base * (s + (e - s) * min(t, self.total_iters) / self.total_iters)
 
 
+SCHEDULES = ("constant", "step", "exponential", "cosine", "linear")  # build_scheduler's names
+
+
 def build_scheduler(name, optimizer, total_steps, **hp):
     """A schedule over ``total_steps`` optimiser steps by name: 'constant', 'step' (gamma 0.1
     every total_steps // 3), 'exponential' (to 1% of the rate at the end), 'cosine' (to
