@@ -63,15 +63,25 @@ def test_wgan_task_bursts_for_the_first_25_generator_steps_and_every_500th():
     assert {plain.batches_per_step(s) for s in (0, 24, 500)} == {3}
 
 
-def test_the_burst_reaches_training_through_the_command(tmp_path):
-    """Train lines are logged after each step, ``n_critic`` only for burst steps: steps 1..25
-    (generator steps 0..24) burst, step 26 does not."""
-    d = tmp_path / "run"
-    p = cli_process(["train", "wgan", "--steps", "26", "--batch-size", "8", "--set", "width=8",
-                     "--set", "critic_burst=true", "--log-every", "1", "--ckpt-every", "100",
-                     "--out", str(d)])
+def _train(*args):
+    p = cli_process([str(a) for a in args])
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
-    lines = [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]
-    bursts = {r["step"]: r.get("n_critic") for r in lines if r["kind"] == "train"}
-    assert bursts == {**{s: 100 for s in range(1, 26)}, 26: None}
+
+
+def test_the_burst_reaches_training_through_the_command(tmp_path):
+    """Resumed from a checkpoint relabelled as step 24 (then 499), the command trains
+    generator steps 24 and 25 (then 499 and 500). A train line is logged after each step,
+    with ``n_critic`` for a burst only: lines 25 and 501 burst, 26 and 500 do not."""
+    d = tmp_path / "run"
+    _train("train", "wgan", "--steps", 1, "--batch-size", 8, "--set", "width=8", "--set",
+           "critic_burst=true", "--log-every", 1, "--eval-every", 1000, "--out", d)
+    state = sg.load(d / "ckpt-00000001.npz")
+    for start, expected in ((24, {25: 100, 26: None}), (499, {500: None, 501: 100})):
+        for old in d.glob("ckpt-*.npz"):
+            old.unlink()
+        sg.save(dict(state, step=start), d / f"ckpt-{start:08d}.npz")
+        (d / "metrics.jsonl").write_text("")
+        _train("train", "--resume", d, "--steps", start + 2)
+        lines = [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]
+        assert {r["step"]: r.get("n_critic") for r in lines if r["kind"] == "train"} == expected
