@@ -4,8 +4,8 @@
 
 Everything is float64. The encoder outputs (mu, logvar) are those of a random linear encoder
 and the decoder is linear, logits = z W + b, so that the full loss -ELBO has a closed-form
-gradient too (``elbo_gradients``: the chain rule through the reparameterisation). Each term is
-a sum of per-element terms, so its finite differences are taken for all elements at once.
+gradient too (``elbo_gradients``: the chain rule through the reparameterisation). Finite
+differences are ``sg.numeric_grad`` of each term summed over the batch.
 """
 import argparse
 from pathlib import Path
@@ -18,22 +18,17 @@ from scratchgen.losses.elbo import (bernoulli_nll, bernoulli_nll_grad, elbo, elb
                                     gaussian_nll, gaussian_nll_grad, kl_normal_std,
                                     kl_normal_std_grad, reparameterize, reparameterize_grad)
 
-H = 1e-6
-
-
 def t(a, grad=False):
     return sg.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
 
 
-def elementwise_fd(term, arrays, i):
-    """Central differences of a per-element term (each element as its own 'example')."""
-    flat = [a.reshape(-1, 1) for a in arrays]
-    up = [f.copy() for f in flat]
-    dn = [f.copy() for f in flat]
-    up[i] += H
-    dn[i] -= H
-    diff = term(*map(t, up)).numpy() - term(*map(t, dn)).numpy()
-    return (diff / (2 * H)).reshape(arrays[i].shape)
+def fd(term, arrays, i):
+    """Central differences of sum(term) w.r.t. arrays[i] (sg.numeric_grad)."""
+    args = [t(a) for a in arrays]
+
+    def f(x):
+        return term(*args[:i], x, *args[i + 1:]).sum()
+    return sg.numeric_grad(f, args[i])[0]
 
 
 def autodiff(term, arrays, wrt):
@@ -75,26 +70,26 @@ def main():
 
     kl_cf = kl_normal_std_grad(t(mu), t(lv))
     kl_auto = autodiff(kl_normal_std, [mu, lv], [0, 1])
-    row("dKL/dmu", kl_cf[0].numpy(), kl_auto[0], elementwise_fd(kl_normal_std, [mu, lv], 0))
-    row("dKL/dlogvar", kl_cf[1].numpy(), kl_auto[1], elementwise_fd(kl_normal_std, [mu, lv], 1))
+    row("dKL/dmu", kl_cf[0].numpy(), kl_auto[0], fd(kl_normal_std, [mu, lv], 0))
+    row("dKL/dlogvar", kl_cf[1].numpy(), kl_auto[1], fd(kl_normal_std, [mu, lv], 1))
 
     row("dNLL_bern/dlogits", bernoulli_nll_grad(t(logits), t(x)).numpy(),
         autodiff(bernoulli_nll, [logits, x], [0])[0],
-        elementwise_fd(bernoulli_nll, [logits, x], 0))
+        fd(bernoulli_nll, [logits, x], 0))
 
     mean, xlv = 1 / (1 + np.exp(-logits)), np.full((B, D), -1.0)   # Gaussian on intensities p
     g_cf = gaussian_nll_grad(t(mean), t(p), t(xlv))
     g_auto = autodiff(gaussian_nll, [mean, p, xlv], [0, 2])
     row("dNLL_gauss/dmean", g_cf[0].numpy(), g_auto[0],
-        elementwise_fd(gaussian_nll, [mean, p, xlv], 0))
+        fd(gaussian_nll, [mean, p, xlv], 0))
     row("dNLL_gauss/dlogvar", g_cf[1].numpy(), g_auto[1],
-        elementwise_fd(gaussian_nll, [mean, p, xlv], 2))
+        fd(gaussian_nll, [mean, p, xlv], 2))
 
     rp_cf = reparameterize_grad(t(mu), t(lv), t(eps))
     rp_auto = autodiff(reparameterize, [mu, lv, eps], [0, 1])
-    row("dz/dmu", rp_cf[0].numpy(), rp_auto[0], elementwise_fd(reparameterize, [mu, lv, eps], 0))
+    row("dz/dmu", rp_cf[0].numpy(), rp_auto[0], fd(reparameterize, [mu, lv, eps], 0))
     row("dz/dlogvar", rp_cf[1].numpy(), rp_auto[1],
-        elementwise_fd(reparameterize, [mu, lv, eps], 1))
+        fd(reparameterize, [mu, lv, eps], 1))
 
     # The whole loss -sum ELBO through the reparameterisation and the linear decoder.
     def loss(m, l):
@@ -104,18 +99,9 @@ def main():
     cf = elbo_gradients(t(x), t(logits), t(mu), t(lv), t(eps), lambda g: g @ t(W.T))
     ts = [t(mu, True), t(lv, True)]
     auto = [g.numpy() for g in sg.grad(loss(*ts), ts)]
+    fds = sg.numeric_grad(loss, [mu, lv])
     for i, name in enumerate(("mu", "logvar")):
-        arrays = [mu.copy(), lv.copy()]
-        fd = np.zeros_like(arrays[i])
-        for j in np.ndindex(fd.shape):
-            arrays[i][j] += H
-            fp = loss(t(arrays[0]), t(arrays[1])).item()
-            arrays[i][j] -= 2 * H
-            fm = loss(t(arrays[0]), t(arrays[1])).item()
-            arrays[i][j] += H
-            fd[j] = (fp - fm) / (2 * H)
-        row(f"d(-ELBO)/d{name}", cf[name].numpy(), auto[i], fd)
-
+        row(f"d(-ELBO)/d{name}", cf[name].numpy(), auto[i], fds[i])
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,21 @@ from scratchgen.autograd import (Tensor, tensor, grad, no_grad, enable_grad, is_
                                  Primitive, primitive)
 from scratchgen.autograd import methods as _methods  # noqa: F401  (binds operators)
 from scratchgen import functional
-from scratchgen.autograd.gradcheck import gradcheck, gradgradcheck, GradcheckError
+from scratchgen.autograd.gradcheck import (gradcheck, gradgradcheck, GradcheckError,
+                                          numeric_grad)
 from scratchgen import nn, optim
 from scratchgen.io import save, load, CheckpointError
 from scratchgen.nn.init import manual_seed
+# torch-style top level: sg.exp(x), sg.cat([a, b], dim=0), sg.zeros(2, 3), ...
+from scratchgen.functional import (add, sub, mul, div, neg, pow, exp, log, sqrt, abs, square,
+                                   sigmoid, tanh, relu, maximum, minimum, where, clamp, clip,
+                                   sum, mean, var, max, min, amax, amin, argmax, argmin,
+                                   logsumexp, softmax, log_softmax, reshape, permute, transpose,
+                                   cat, concatenate, stack, matmul)
+from scratchgen.creation import zeros, ones, full, zeros_like, ones_like, arange, randn, rand
+from numpy import float32, float64, int64  # dtype names, as torch.float32 ...
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """torch.flatten: merge dims start_dim..end_dim (all of them by default)."""
+    return functional.flatten(x, start_dim, end_dim)

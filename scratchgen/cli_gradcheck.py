@@ -1,9 +1,10 @@
 """``scratchgen gradcheck``: the gradient-check table (:mod:`scratchgen.gradcases`) on the
 active backend, one seeded configuration per case, first and second order.
 
-Errors are over all input elements, with the same random projections ``v`` as
-:func:`scratchgen.gradcheck`: ``abs = max_j |a_j - n_j|`` and ``rel = abs / max_j |n_j|``
-(analytic a, central difference n); the verdict is ``sg.gradcheck`` / ``sg.gradgradcheck``'s.
+Errors are over all input elements, from the comparison ``sg.gradcheck`` /
+``sg.gradgradcheck`` raise from (:func:`scratchgen.autograd.gradcheck.compare_gradients`):
+``abs = max_j |a_j - n_j|`` and ``rel = abs / max_j |n_j|`` (analytic a, central difference
+n); the verdict is theirs.
 """
 import sys
 import time
@@ -11,65 +12,11 @@ import zlib
 
 import numpy as np
 
-import scratchgen as sg
 from scratchgen import backend
+from scratchgen.autograd.gradcheck import compare_gradients
 from scratchgen.gradcases import CASES, Draw, instance
 
 EPS = 1e-6
-
-
-def _as_tuple(x):
-    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
-
-
-def _errors(fn, inputs, seed):
-    """(abs, rel) error of the VJPs of ``fn`` against central differences."""
-    outs = _as_tuple(fn(*inputs))
-    rng = np.random.default_rng(seed)
-    vs = [rng.standard_normal(o.shape) for o in outs]
-    diff = [k for k, o in enumerate(outs) if o.requires_grad]
-    gs = sg.grad([outs[k] for k in diff], inputs,
-                 grad_outputs=[sg.tensor(backend.asarray(vs[k], outs[k].dtype)) for k in diff],
-                 allow_unused=True) if diff else [None] * len(inputs)
-
-    def inner():
-        return sum(float((backend.to_numpy(o.data) * v).sum())
-                   for o, v in zip(_as_tuple(fn(*inputs)), vs))
-
-    err = scale = 0.0
-    for x, g in zip(inputs, gs):
-        a = np.zeros(x.size) if g is None else backend.to_numpy(g.data).reshape(-1)
-        flat = x.data.reshape(-1)
-        for j in range(x.size):
-            orig = flat[j].item()
-            flat[j] = orig + EPS
-            fp = inner()
-            flat[j] = orig - EPS
-            fm = inner()
-            flat[j] = orig
-            n = (fp - fm) / (2 * EPS)
-            err, scale = max(err, abs(float(a[j]) - n)), max(scale, abs(n))
-    return err, (err / scale if scale > 0 else (0.0 if err == 0 else float("inf")))
-
-
-def _vjp_map(fn, n_inputs):
-    """(inputs, v) -> d<v, fn(inputs)>/d inputs, differentiable: its derivatives are fn's
-    second derivatives (what sg.gradgradcheck checks)."""
-    def vjp(*args):
-        xs, v = args[:n_inputs], args[n_inputs:]
-        outs = _as_tuple(fn(*xs))
-        pairs = [(o, vv) for o, vv in zip(outs, v) if o.requires_grad]
-        gs = sg.grad([o for o, _ in pairs], xs, grad_outputs=[vv for _, vv in pairs],
-                     create_graph=True, allow_unused=True)
-        return tuple(sg.tensor(backend.xp.zeros(x.shape, x.dtype)) if g is None else g
-                     for x, g in zip(xs, gs))
-    return vjp
-
-
-def _second_order_inputs(fn, inputs, seed):
-    rng = np.random.default_rng(seed + 1)  # sg.gradgradcheck's v
-    return inputs + tuple(sg.tensor(backend.asarray(rng.standard_normal(o.shape), o.dtype),
-                                    requires_grad=True) for o in _as_tuple(fn(*inputs)))
 
 
 def _shapes(inputs):
@@ -94,12 +41,11 @@ def run_gradcheck_table(out=None, backend_note=True, seed=0, names=None):
         fn, inputs = instance(case, Draw(rng))
         row = dict(name=case.name, shapes=[tuple(x.shape) for x in inputs], ok=True, error=None)
         try:
-            row["first_abs"], row["first_rel"] = _errors(fn, inputs, seed)
-            ins2 = _second_order_inputs(fn, inputs, seed)
-            row["second_abs"], row["second_rel"] = _errors(_vjp_map(fn, len(inputs)), ins2,
-                                                           seed + 2)  # gradgradcheck's seeds
-            sg.gradcheck(fn, inputs, seed=seed)
-            sg.gradgradcheck(fn, inputs, seed=seed)
+            comparisons = [compare_gradients(fn, inputs, EPS, seed, order) for order in (1, 2)]
+            for c in comparisons:
+                row[c.order + "_abs"], row[c.order + "_rel"] = c.errors()
+            for c in comparisons:
+                c.check()
         except Exception as e:  # a failed check, or a case that raises: report, go on
             row["ok"], row["error"] = False, f"{type(e).__name__}: {e}"
         rows.append(row)

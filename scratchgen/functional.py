@@ -7,7 +7,8 @@ from scratchgen.autograd.tensor import Tensor
 from scratchgen.ops.elementwise import (add, sub, mul, div, neg, pow, exp, log, sqrt, abs, maximum,
                                         minimum, where, clip, sigmoid, tanh, relu, leaky_relu,
                                         softplus, log_sigmoid)
-from scratchgen.ops.reduction import sum, mean, var, max, min, logsumexp
+from scratchgen.ops.reduction import (sum, mean, var, max, min, amax, amin, argmax, argmin,
+                                      logsumexp, softmax, log_softmax)
 from scratchgen.ops.shape import (reshape, permute, transpose, broadcast_to, sum_to, cat, stack,
                                   index, normalize_pad)
 from scratchgen.ops import shape as _shape
@@ -15,6 +16,7 @@ from scratchgen.ops.linalg import matmul, linear
 from scratchgen.ops.conv import conv2d, conv_transpose2d, conv2d_weight_grad
 
 clamp = clip
+logsigmoid = log_sigmoid
 concatenate = cat
 getitem = index
 
@@ -28,16 +30,14 @@ def square(x):
     return mul(x, x)
 
 
-def softmax(x, axis=-1):
-    return exp(log_softmax(x, axis))
-
-
-def log_softmax(x, axis=-1):
-    return sub(x, logsumexp(x, axis=axis, keepdims=True))
-
-
-def flatten(x, start_dim=1):
-    return reshape(x, x.shape[:start_dim] + (-1,))
+def flatten(x, start_dim=1, end_dim=-1):
+    """Merge dims start_dim..end_dim into one (default: all but the batch dim, like
+    ``nn.Flatten``; ``sg.flatten`` / ``Tensor.flatten`` start at 0 like ``torch.flatten``)."""
+    shape = x.shape
+    if not shape:
+        return reshape(x, (1,))
+    a, b = start_dim % len(shape), end_dim % len(shape)
+    return reshape(x, shape[:a] + (-1,) + shape[b + 1:])
 
 
 def _reduce(loss, reduction, name):

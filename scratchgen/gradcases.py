@@ -144,6 +144,18 @@ def _(d):
     return (lambda a: F.pow(a, p)), [x]
 
 
+@case("pow_at_zero")  # 0 * inf in b a^(b-1): x ** 0 and x ** 1 must stay exact at x = 0
+def _(d):
+    s = d.shape(1, 3)
+    x = np.where(d.rng.random(s) < 0.5, 0.0, d.normal(s))
+    x.flat[0] = 0.0
+    if d.bool():
+        p = d.choice([0, 1, 0.0, 1.0])
+        return (lambda a: F.pow(a, p)), [x]
+    b = (d.rng.random(s) < 0.5).astype(np.float64)  # a tensor exponent of zeros and ones
+    return (lambda a: F.pow(a, sg.tensor(b, dtype=a.dtype))), [x]
+
+
 @case("rpow")  # number ** tensor
 def _(d):
     base = d.choice([0.5, 2.0, 3.0])

@@ -326,6 +326,35 @@ def test_gradcheck_catches_wrong_first_and_second_derivatives():
         sg.gradgradcheck(flat, x)
 
 
+def test_numeric_grad_is_the_central_difference_of_a_scalar_function():
+    x = sg.tensor(np.array([0.5, -1.0], np.float32))          # float32 in: float64 copies used
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    gx, gw = sg.numeric_grad(lambda a, b: ((a ** 3) * b).sum(), [x, w])
+    assert gx.dtype == gw.dtype == np.float64 and x.dtype == np.float32
+    np.testing.assert_allclose(gx, 3 * np.array([0.5, -1.0]) ** 2 * w.sum(0), rtol=1e-8)
+    np.testing.assert_allclose(gw, np.broadcast_to(np.array([0.5, -1.0]) ** 3, (2, 2)),
+                               rtol=1e-8)
+    np.testing.assert_array_equal(x.numpy(), [0.5, -1.0])     # inputs untouched
+    with pytest.raises(ValueError, match="scalar function"):
+        sg.numeric_grad(lambda a: a * 2, x)
+
+
+def test_gradcheck_comparison_returns_both_values():
+    from scratchgen.autograd.gradcheck import compare_gradients
+    x, y = t64([0.3, -0.7]), t64([1.5], requires_grad=False)
+    c = compare_gradients(lambda a, b: a * a * b, [x, y], seed=3)
+    v = np.random.default_rng(3).standard_normal(2)           # gradcheck's fixed projection
+    assert c.order == "first" and c.positions == (0,)
+    np.testing.assert_allclose(c.analytic[0], v * 2 * np.array([0.3, -0.7]) * 1.5, rtol=1e-12)
+    np.testing.assert_allclose(c.numerical[0], c.analytic[0], rtol=1e-7)
+    assert c.errors()[1] < 1e-8
+    c2 = compare_gradients(lambda a: a ** 3, x, order=2)
+    assert c2.order == "second" and c2.positions == (0, 1)    # the input and its projection v
+    assert c2.errors()[1] < 1e-7 and c2.check()
+    with pytest.raises(ValueError, match="C-contiguous"):
+        sg.gradcheck(lambda a: a * a, sg.tensor(np.ones((2, 3)).T, requires_grad=True))
+
+
 # ---- WGAN-GP: gradients of a gradient penalty ---------------------------------------------
 def _mlp_params(rng, sizes):
     ps = []
@@ -464,3 +493,99 @@ def test_leaky_relu_any_slope(slope):
     y.sum().backward()
     np.testing.assert_allclose(y.numpy(), np.where(a > 0, a, slope * a))
     np.testing.assert_allclose(x.grad.numpy(), np.where(a > 0, 1.0, slope))
+
+
+def test_pow_zero_and_one_at_zero_are_exact_and_the_mixed_derivative_stays_1_over_a():
+    x = t64([0.0, 0.0, 2.0])
+    (g0,) = sg.grad((x ** 0).sum(), x)
+    np.testing.assert_array_equal(g0.numpy(), [0.0, 0.0, 0.0])
+    (g1,) = sg.grad((x ** 1).sum(), x, create_graph=True)
+    np.testing.assert_array_equal(g1.numpy(), [1.0, 1.0, 1.0])
+    assert not g1.requires_grad                                # constant: d2/dx2 x = 0, no NaN
+    a, b = t64([0.0, 2.0, 0.25]), t64([0.0, 0.0, 0.0])
+    (ga,) = sg.grad((a ** b).sum(), a, create_graph=True)
+    np.testing.assert_array_equal(ga.numpy(), [0.0, 0.0, 0.0])
+    gaa, gab = sg.grad(ga.sum(), [a, b])
+    np.testing.assert_array_equal(gaa.numpy(), [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(gab.numpy()[1:], [0.5, 4.0])  # d/db d/da a^b = 1/a at b = 0
+    (gb,) = sg.grad((a ** b).sum(), b)                          # 0^b log 0 -> 0 at a = 0
+    np.testing.assert_allclose(gb.numpy(), [0.0, np.log(2.0), np.log(0.25)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_logsumexp_and_log_softmax_shift_by_the_max_forward_and_backward(dtype):
+    x = sg.tensor(np.array([1e8, 1e8], dtype), requires_grad=True)
+    np.testing.assert_array_equal(F.softmax(x, dim=0).numpy(), [0.5, 0.5])
+    F.logsumexp(x).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.5, 0.5])
+    y = F.log_softmax(sg.tensor(np.array([1e5, 1e5 + 1], dtype)), dim=-1)
+    expected = -np.log1p(np.exp(-1.0)) - np.array([1.0, 0.0])   # [-1.31326, -0.31326]
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6)
+    x = sg.tensor(np.array([[1e5, 1e5 + 1, 1e5 - 2]], dtype), requires_grad=True)
+    (g,) = sg.grad(F.softmax(x, dim=1)[0, 0], x)               # d s_0 = s_0 (e_0 - s)
+    s = np.exp(np.array([-1.0, 0.0, -3.0]) - np.log(np.exp([-1.0, 0.0, -3.0]).sum()))
+    np.testing.assert_allclose(g.numpy()[0], s[0] * (np.eye(3)[0] - s), rtol=1e-5, atol=1e-7)
+
+
+def test_foreign_kinds_are_refused_with_one_line_naming_the_kind():
+    from decimal import Decimal
+    from fractions import Fraction
+    x = sg.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    cases = [(np.array([1j, 2.0]), "complex array"), (np.complex64(1), "complex number"),
+             (np.array([1.0, 2.0], dtype=object), "an object array"),
+             (np.ma.masked_array([1.0, 2.0], mask=[0, 1]), "masked array"),
+             (Fraction(1, 2), "Fraction"), (Decimal("0.5"), "Decimal"), (2j, "complex")]
+    for other, kind in cases:
+        for op in (lambda: x * other, lambda: other * x, lambda: x - other):
+            with pytest.raises(TypeError, match=kind):
+                op()
+    for data, kind in (([1j], "complex array"), ([Fraction(1, 2)], "object array"),
+                       (np.ma.masked_array([1.0]), "masked array")):
+        with pytest.raises(TypeError, match=kind):
+            sg.tensor(data)
+    assert (x * np.float32(2)).dtype == np.float64 and (x ** 2 * True).requires_grad
+
+
+def test_pytorch_spellings_dim_keepdim_methods_and_top_level_functions():
+    a = np.arange(24.0).reshape(2, 3, 4) % 7 - 3
+    x = sg.tensor(a, requires_grad=True)
+    for name in ("sum", "mean", "amax", "amin", "logsumexp"):
+        torch_way = getattr(x, name)(dim=1, keepdim=True)
+        numpy_way = getattr(F, name)(x, axis=1, keepdims=True)
+        np.testing.assert_array_equal(torch_way.numpy(), numpy_way.numpy())
+        assert torch_way.shape == (2, 1, 4)
+    np.testing.assert_allclose(x.var(dim=(0, 2), unbiased=True).numpy(), a.var((0, 2), ddof=1))
+    # max/min: values the NumPy way; (values, indices) the PyTorch way (dim by name or position)
+    np.testing.assert_array_equal(x.max(axis=2).numpy(), a.max(2))
+    values, indices = x.max(dim=2)
+    np.testing.assert_array_equal(values.numpy(), a.max(2))
+    np.testing.assert_array_equal(indices.numpy(), a.argmax(2))
+    assert x.min(1, keepdim=True).indices.shape == (2, 1, 4)
+    np.testing.assert_array_equal(sg.min(x, 0).indices.numpy(), a.argmin(0))
+    values.sum().backward()                                      # values stay differentiable
+    assert x.grad.sum() == 6
+    np.testing.assert_array_equal(sg.max(x, sg.zeros_like(x)).numpy(), np.maximum(a, 0))
+    s = F.softmax(x, dim=1)
+    np.testing.assert_allclose(s.numpy(), np.exp(a) / np.exp(a).sum(1, keepdims=True))
+    np.testing.assert_allclose(x.log_softmax(dim=-1).numpy(), F.log_softmax(x, axis=-1).numpy())
+    np.testing.assert_array_equal(sg.cat([x, x], dim=1).numpy(), np.concatenate([a, a], 1))
+    np.testing.assert_array_equal(sg.stack([x, x], dim=-1).numpy(), np.stack([a, a], -1))
+    with pytest.raises(TypeError, match="both dim= and axis="):
+        x.sum(dim=1, axis=1)
+    # methods PyTorch users reach for
+    assert x.dim() == 3 and x.numel() == 24 and x.mT.shape == (2, 4, 3)
+    assert x.flatten().shape == (24,) and x.flatten(1).shape == (2, 12)
+    assert x.flatten(0, 1).shape == (6, 4) and sg.flatten(x, 1).shape == (2, 12)
+    assert x.unsqueeze(1).shape == (2, 1, 3, 4) and x.unsqueeze(-1).shape == (2, 3, 4, 1)
+    y = x.neg().square().add(1.0).sub(x).mul(2.0).div(4.0).clamp(min=0.0, max=10.0)
+    np.testing.assert_allclose(y.numpy(), np.clip(((a ** 2 + 1 - a) * 2) / 4, 0, 10))
+    for name in ("exp", "sqrt", "tanh", "sigmoid", "relu", "abs"):
+        np.testing.assert_allclose(getattr(sg, name)(x.abs()).numpy(),
+                                   getattr(F, name)(x.abs()).numpy())
+    np.testing.assert_allclose(sg.matmul(x, x.mT).numpy(), a @ a.transpose(0, 2, 1))
+    np.testing.assert_allclose(F.logsigmoid(x).numpy(), F.log_sigmoid(x).numpy())
+    sg.manual_seed(3)
+    r = sg.randn(2, 3)
+    sg.manual_seed(3)
+    assert r.dtype == sg.float32 and np.array_equal(r.numpy(), sg.randn((2, 3)).numpy())
+    assert sg.ones(2, dtype=sg.float64).dtype == np.float64 and sg.arange(3).tolist() == [0, 1, 2]

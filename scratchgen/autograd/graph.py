@@ -8,7 +8,10 @@ build nothing. Each output keeps ``(primitive, args, params)``: its inputs, and 
 ``ans``. Gradients are summed back to each input's shape in one place (``_accumulate``).
 """
 import contextlib
+import numbers
 import threading
+
+import numpy
 
 from scratchgen import backend
 
@@ -97,6 +100,30 @@ class Node:
 
 _Tensor = None  # set by tensor.py (avoids an import cycle)
 _scalar_types = (int, float, bool)
+_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "M": "datetime",
+          "m": "timedelta", "V": "structured"}
+
+
+def check_operand(a, what, other_backend_ok=False):
+    """Refuse what a tensor cannot hold or meet, with one line naming the kind: complex,
+    object, string or masked arrays, non-float numbers (complex, Fraction, Decimal), and
+    (unless ``other_backend_ok``: data that sg.tensor copies over) arrays of another backend.
+    Real arrays, Python/NumPy reals and non-numbers (shapes, slices) pass."""
+    if not other_backend_ok and backend.is_foreign_array(a):
+        backend.check_array(a, what)
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None:
+        if isinstance(a, numpy.ma.MaskedArray):
+            raise TypeError(f"{what} is a masked array; tensors have no mask: pass "
+                            "a.filled(value) or the selected elements instead")
+        if dtype.kind not in "biuf":
+            kind = _KINDS.get(dtype.kind, str(dtype))
+            raise TypeError(f"{what} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} "
+                            f"{'array' if getattr(a, 'ndim', 0) else 'number'} ({dtype}); "
+                            "tensors hold real numbers (bool, int, float)")
+    elif isinstance(a, numbers.Number) and not isinstance(a, _scalar_types):
+        raise TypeError(f"{what} is a {type(a).__name__} ({a!r}); tensors hold real numbers: "
+                        "convert it with float(...)")
 
 
 def apply(prim, args, params):
@@ -110,8 +137,8 @@ def apply(prim, args, params):
             if a.requires_grad:
                 needs = True
         else:
-            if a is not None and not isinstance(a, _scalar_types) and backend.is_foreign_array(a):
-                backend.check_array(a, f"an argument of {prim.name}")
+            if a is not None and not isinstance(a, _scalar_types):
+                check_operand(a, f"an argument of {prim.name}")
             raw.append(a)
     out = prim.fwd(*raw, **params)
     t = T.__new__(T)

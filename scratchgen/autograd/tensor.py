@@ -10,11 +10,13 @@ def _to_array(x, dtype=None):
     NumPy/CuPy arrays keep their dtype."""
     if isinstance(x, Tensor):
         x = x.data
+    graph.check_operand(x, "the data", other_backend_ok=True)
     if dtype is not None:
         return backend.asarray(x, dtype=backend.xp.dtype(dtype))
     if backend.is_array(x) or hasattr(x, "dtype"):
         return backend.asarray(x)
     arr = backend.asarray(x)
+    graph.check_operand(arr, "the data")       # e.g. a list of complex numbers or Fractions
     if arr.dtype.kind in "iuf":
         arr = arr.astype(backend.xp.float32)
     return arr

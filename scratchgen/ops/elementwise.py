@@ -76,19 +76,38 @@ cast.defvjp(lambda g, ans, a, dtype: cast(g, dtype=_data(a).dtype))
 
 @primitive
 def pow(a, b):
-    """a ** b; d/da = b a^(b-1), d/db = a^b log a (b may be a tensor or a number)."""
+    """a ** b; d/da = b a^(b-1), d/db = a^b log a (b may be a tensor or a number).
+
+    Exact where the formulas read 0 * inf, as their limits: d/da = 0 where b = 0 (also at
+    a = 0), so x**0 and x**1 have exact first and second derivatives at 0; d/db = 0 where a = 0
+    and b >= 0. Elsewhere the formulas stand, e.g. d/db d/da a^b = 1/a at b = 0.
+    """
     return a ** b
 
 
+def _number(v):
+    return not isinstance(v, Tensor) and getattr(v, "ndim", 0) == 0
+
+
 def _pow_vjp_a(g, ans, a, b):
-    bm1 = sub(b, 1) if isinstance(b, Tensor) else b - 1
-    return mul(g, mul(b, pow(a, bm1)))
+    if _number(b):
+        if b == 0:
+            return mul(g, 0.0)
+        return g if b == 1 else mul(g, mul(b, pow(a, b - 1)))
+    at0 = (_data(b) == 0) & (_data(a) == 0)        # 0 * 0^-1: the limit is 0
+    if not at0.any():
+        return mul(g, mul(b, pow(a, sub(b, 1))))
+    safe_a = where(at0, 1.0, a)                     # keeps the masked branch finite in backward
+    return mul(g, where(at0, 0.0, mul(b, pow(safe_a, sub(b, 1)))))
 
 
 def _pow_vjp_b(g, ans, a, b):
-    # a number base: a Python float log keeps ans's dtype (a NumPy float64 scalar would not)
-    la = float(backend.xp.log(a)) if isinstance(a, (int, float)) else log(a)
-    return mul(g, mul(ans, la))
+    if _number(a):  # a Python float log keeps ans's dtype (a NumPy scalar would not)
+        return mul(g, mul(ans, float(backend.xp.log(a))))
+    at0 = (_data(a) == 0) & (_data(b) >= 0)         # 0^b log 0: the limit is 0
+    if not at0.any():
+        return mul(g, mul(ans, log(a)))
+    return mul(g, where(at0, 0.0, mul(ans, log(where(at0, 1.0, a)))))
 
 
 pow.defvjp(_pow_vjp_a, _pow_vjp_b)

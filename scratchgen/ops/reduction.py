@@ -1,12 +1,37 @@
-"""Reductions. ``axis`` is None, an int or a tuple of ints (negative allowed)."""
+"""Reductions. ``axis`` is None, an int or a tuple of ints (negative allowed).
+
+Every public reduction takes NumPy's ``axis=``/``keepdims=`` and PyTorch's ``dim=``/``keepdim=``
+(:func:`torch_dims`). ``max``/``min`` follow whichever library the call is spelled for:
+``max(x)`` and ``max(x, axis=1)`` are values (NumPy), ``max(x, 1)`` and ``max(x, dim=1)`` are
+``(values, indices)`` (PyTorch), ``max(x, y)`` with a tensor ``y`` is ``maximum(x, y)``.
+"""
 import builtins
+import collections
+import functools
 
 from scratchgen import backend
 from scratchgen.autograd.graph import primitive
 from scratchgen.autograd.tensor import Tensor
-from scratchgen.ops.elementwise import mul, div, sub, exp, _data
+from scratchgen.ops.elementwise import mul, sub, exp, neg, maximum, minimum, _data
 from scratchgen.ops.shape import reshape, broadcast_to
 
+
+
+def torch_dims(f):
+    """``f(x, axis=None, keepdims=False, ...)`` that also accepts PyTorch's ``dim=`` and
+    ``keepdim=`` (either spelling, not both)."""
+    name = getattr(f, "name", None) or f.__name__
+
+    @functools.wraps(f)
+    def g(x, *args, **kw):
+        for torch_name, np_name, pos in (("dim", "axis", 0), ("keepdim", "keepdims", 1)):
+            if torch_name in kw:
+                if np_name in kw or len(args) > pos:
+                    raise TypeError(f"{name}() got both {torch_name}= and {np_name}= "
+                                    "(the same argument, PyTorch's and NumPy's spelling)")
+                kw[np_name] = kw.pop(torch_name)
+        return f(x, *args, **kw)
+    return g
 
 
 def _axes(axis, ndim):
@@ -42,8 +67,10 @@ def sum(x, axis=None, keepdims=False):
 
 
 sum.defvjp(lambda g, ans, x, axis=None, keepdims=False: _expand(g, x, axis, keepdims))
+_sum, sum = sum, torch_dims(sum)
 
 
+@torch_dims
 def mean(x, axis=None, keepdims=False):
     """Arithmetic mean: sum / n."""
     shape = _data(x).shape
@@ -53,6 +80,7 @@ def mean(x, axis=None, keepdims=False):
     return mul(sum(x, axis=axis, keepdims=keepdims), 1.0 / builtins.max(n, 1))
 
 
+@torch_dims
 def var(x, axis=None, keepdims=False, unbiased=False):
     """Variance mean((x - mean x)^2), divided by n - 1 when ``unbiased``."""
     shape = _data(x).shape
@@ -64,8 +92,8 @@ def var(x, axis=None, keepdims=False, unbiased=False):
 
 
 @primitive
-def max(x, axis=None, keepdims=False):
-    """Maximum. Ties share the gradient equally: each of k tied maxima gets g/k."""
+def amax(x, axis=None, keepdims=False):
+    """Maximum values. Ties share the gradient equally: each of k tied maxima gets g/k."""
     return backend.xp.max(x, axis=axis, keepdims=keepdims)
 
 
@@ -77,24 +105,73 @@ def _max_vjp(g, ans, x, axis=None, keepdims=False):
     return mul(_expand(g, x, axis, keepdims), m)
 
 
-max.defvjp(_max_vjp)
+amax.defvjp(_max_vjp)
+_amax, amax = amax, torch_dims(amax)
 
 
-def min(x, axis=None, keepdims=False):
-    from scratchgen.ops.elementwise import neg
-    return neg(max(neg(x), axis=axis, keepdims=keepdims))
+@torch_dims
+def amin(x, axis=None, keepdims=False):
+    """Minimum values: -amax(-x)."""
+    return neg(amax(neg(x), axis=axis, keepdims=keepdims))
+
+
+def _arg(pick, x, dim, keepdim):
+    xd = _data(x)
+    if dim is None:
+        return Tensor._wrap(pick(xd.reshape(-1)).reshape((1,) * xd.ndim if keepdim else ()))
+    return Tensor._wrap(pick(xd, axis=dim, keepdims=keepdim))
+
+
+@torch_dims
+def argmax(x, axis=None, keepdims=False):
+    """Index of the (first) maximum along ``axis`` (over the flattened x for None); int64."""
+    return _arg(backend.xp.argmax, x, axis, keepdims)
+
+
+@torch_dims
+def argmin(x, axis=None, keepdims=False):
+    return _arg(backend.xp.argmin, x, axis, keepdims)
+
+
+ValuesIndices = collections.namedtuple("ValuesIndices", "values indices")
+
+
+def _torch_or_numpy(name, reduce, arg, pair):
+    def f(x, dim=None, keepdim=False, *, axis=None, keepdims=False):
+        if isinstance(dim, Tensor):
+            return pair(x, dim)
+        if dim is None:
+            return reduce(x, axis=axis, keepdims=keepdims or keepdim)
+        if axis is not None:
+            raise TypeError(f"{name}() got both dim and axis")
+        keep = keepdim or keepdims
+        return ValuesIndices(reduce(x, axis=dim, keepdims=keep), arg(x, axis=dim, keepdims=keep))
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = (f"{name}(x) or {name}(x, axis=, keepdims=): values, as NumPy. {name}(x, dim) or "
+                 f"{name}(x, dim=, keepdim=): (values, indices), as PyTorch. {name}(x, other "
+                 f"tensor): the elementwise {name}imum.")
+    return f
+
+
+max = _torch_or_numpy("max", amax, argmax, maximum)
+min = _torch_or_numpy("min", amin, argmin, minimum)
 
 
 @primitive
 def logsumexp(x, axis=None, keepdims=False):
     """log sum exp x, computed as m + log sum exp(x - m) with m = max x (finite for large x;
-    -inf when every term is -inf). d/dx = softmax(x) = exp(x - lse)."""
-    m = backend.xp.max(x, axis=axis, keepdims=True)
-    m = backend.xp.where(backend.xp.isfinite(m), m, 0)
+    -inf when every term is -inf). d/dx = softmax(x), itself computed from x - m."""
+    m = _finite_max(x, axis)
     out = backend.xp.log(backend.xp.sum(backend.xp.exp(x - m), axis=axis, keepdims=True)) + m
     if not keepdims:
         out = out.reshape(_reduced_shape(x.shape, axis))
     return out
+
+
+def _finite_max(x, axis):
+    """max x over ``axis`` (kept as size-1 dims) as a raw array, 0 where it is not finite."""
+    m = backend.xp.max(_data(x), axis=axis, keepdims=True)
+    return backend.xp.where(backend.xp.isfinite(m), m, 0)
 
 
 def _reduced_shape(shape, axis):
@@ -102,9 +179,21 @@ def _reduced_shape(shape, axis):
     return tuple(s for i, s in enumerate(shape) if i not in ax)
 
 
-def _lse_vjp(g, ans, x, axis=None, keepdims=False):
-    a = ans if keepdims else reshape(ans, _keep_shape(_data(x).shape, axis))
-    return mul(_expand(g, x, axis, keepdims), exp(sub(x, a)))
+@torch_dims
+def log_softmax(x, axis=-1):
+    """z - logsumexp(z) with z = x - max x, the max held constant (the result does not depend
+    on it, so the gradient is exact): no cancellation between x and logsumexp(x) at large x
+    (f32 log_softmax([1e5, 1e5 + 1]) = [-1.31326, -0.31326])."""
+    z = sub(x, _finite_max(x, axis))
+    return sub(z, logsumexp(z, axis=axis, keepdims=True))
 
 
-logsumexp.defvjp(_lse_vjp)
+@torch_dims
+def softmax(x, axis=-1):
+    """exp(log_softmax(x)): f32 softmax([1e8, 1e8]) = [0.5, 0.5]."""
+    return exp(log_softmax(x, axis))
+
+
+logsumexp.defvjp(lambda g, ans, x, axis=None, keepdims=False:
+                 mul(_expand(g, x, axis, keepdims), softmax(x, axis)))
+_logsumexp, logsumexp = logsumexp, torch_dims(logsumexp)

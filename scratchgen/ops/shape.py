@@ -32,6 +32,14 @@ def _inverse(axes):
 permute.defvjp(lambda g, ans, x, axes: permute(g, _inverse(axes)))
 
 
+def _dim_or_axis(name, dim, axis):
+    if dim is None:
+        return axis
+    if axis != 0:
+        raise TypeError(f"{name}() got both dim= and axis= (the same argument)")
+    return dim
+
+
 def transpose(x, dim0=-2, dim1=-1):
     """Swap two axes (PyTorch's ``transpose``)."""
     n = _data(x).ndim
@@ -82,8 +90,9 @@ def _concat_vjp(i, g, ans, *xs, axis=0):
 concatenate.defvjp_argnum(_concat_vjp)
 
 
-def cat(tensors, axis=0):
-    """Concatenate a sequence of tensors along ``axis``."""
+def cat(tensors, axis=0, *, dim=None):
+    """Concatenate a sequence of tensors along ``axis`` (or PyTorch's ``dim``)."""
+    axis = _dim_or_axis("cat", dim, axis)
     tensors = list(tensors)
     if not tensors:
         raise ValueError("concatenate needs at least one tensor")
@@ -96,8 +105,10 @@ def cat(tensors, axis=0):
     return concatenate(*tensors, axis=axis)
 
 
-def stack(tensors, axis=0):
-    """Stack along a new axis: reshape each (a size-1 axis) and concatenate."""
+def stack(tensors, axis=0, *, dim=None):
+    """Stack along a new axis (``axis`` or PyTorch's ``dim``): reshape each (a size-1 axis) and
+    concatenate."""
+    axis = _dim_or_axis("stack", dim, axis)
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack needs at least one tensor")
