@@ -9,6 +9,12 @@ We plot both over training and print Spearman's rank correlation of each model's
 with the exact W1 (scipy.stats.spearmanr). A clipped critic estimates ``K·W1`` for an unknown
 ``K``, which rank correlation ignores.
 
+``--quick`` (about 35 s on two quiet cores) trains WGAN-GP and the GAN for 600 steps with
+Adam at 1e-3, evaluated every 30: enough for WGAN-GP to cover the 8 modes while its critic
+tracks the exact W1, and for the GAN's discriminator loss not to. The weight-clipped WGAN is
+left out of it: its critic needs the full run's 2,000 steps to track (at 600 steps its
+correlation ranged from 0.07 to 0.93 between settings).
+
     python examples/critic_tracks_quality.py [--out runs/critic_tracks_quality] [--quick]
 """
 import argparse
@@ -76,13 +82,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = args.steps or (400 if args.quick else 2000)
-    every = args.every or (50 if args.quick else 100)
+    steps = args.steps or (600 if args.quick else 2000)
+    every = args.every or (30 if args.quick else 100)
     # the tasks' defaults; WGAN with the paper's schedule (100 critic updates for the first
     # 25 generator steps and every 500th), which trains its clipped critic much further
     settings = {"wgan": {"critic_burst": True}, "wgan-gp": {}, "gan": {}}
+    if args.quick:
+        settings = {"wgan-gp": {"lr": 1e-3}, "gan": {"lr": 1e-3}}
     results, summary = {}, {}
-    for name in ("wgan", "wgan-gp", "gan"):
+    for name in settings:
         _, rows = run(name, steps, every, args.width, args.seed, **settings[name])
         results[name] = rows
         summary[name] = summarize(name, rows)
@@ -96,8 +104,9 @@ def main(argv=None):
         json.dumps({"results": results, "summary": summary}, indent=1))
 
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4), dpi=plots.DPI)
-    for ax, name in zip(axes, ("wgan", "wgan-gp", "gan")):
+    fig, axes = plt.subplots(1, len(results) + 1, figsize=(4.75 * (len(results) + 1), 4),
+                             dpi=plots.DPI)
+    for ax, name in zip(axes, results):
         rows = results[name]
         s = [r["step"] for r in rows]
         key = "loss_d" if name == "gan" else "critic_w1"
@@ -116,8 +125,8 @@ def main(argv=None):
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
-    ax = axes[3]
-    for i, name in enumerate(("wgan", "wgan-gp")):
+    ax = axes[-1]
+    for i, name in enumerate(n for n in ("wgan", "wgan-gp") if n in results):
         rows = results[name][1:]  # after step 0 (untrained critic)
         est = np.array([r["critic_w1"] for r in rows])
         ax.scatter([r["w1"] for r in rows], est / max(np.abs(est).max(), 1e-12), s=8,

@@ -22,20 +22,29 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 100
 TITLE_PX = 24  # height of the title strip above an image grid
 
 
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_figure(fig, path):
-    """Save ``fig`` as PNG at ``path`` (parents made, atomic rename), close it; the ``Path``."""
+    """Save ``fig`` as PNG at ``path`` (parents made, atomic rename, mode ``0o666 & ~umask``
+    like any new file), close it; the ``Path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=DPI, format="png")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would survive the rename
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, dpi=DPI, format="png")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -167,6 +176,16 @@ def scatter2d(points, path, title=None, lim=None, size=(5, 5), s=3, alpha=0.5,
 # ---------------------------------------------------------------- metric curves
 
 RESERVED_KEYS = ("step", "time", "kind", "it_s")
+# Metrics drawn in one panel because comparing them is the point: members -> panel title.
+OVERLAYS = {("w1", "critic_w1", "w1_estimate"): "W1: exact vs the critic's estimate"}
+LEGEND = {"w1": "exact", "critic_w1": "critic, eval samples",
+          "w1_estimate": "critic, training batches"}
+LABELS = {"w1": "exact W1 (generated vs data)", "critic_w1": "critic's W1 estimate",
+          "w1_estimate": "critic's W1 estimate", "sliced_w1": "sliced W1 (generated vs data)",
+          "modes": "modes covered", "high_quality": "fraction near a mode",
+          "active_units": "active latent units", "elbo": "ELBO (nats)", "iwae": "IWAE bound (nats)",
+          "recon": "reconstruction NLL (nats)", "kl": "KL(q || p) (nats)"}
+COUNT_KEYS = ("modes", "active_units")  # integer ticks, axis from 0
 
 
 def read_metrics(path):
@@ -189,15 +208,100 @@ def read_metrics(path):
     return out
 
 
+def _series(records, key):
+    """[(label, steps, values)] of ``key``: training lines, then evaluation lines split by the
+    value of a companion ``<key>_k`` (e.g. ``iwae_k``: the bound's sample count)."""
+    out = []
+    for kind in ("train", "eval"):
+        by = {}
+        for rec in records:
+            v = rec.get(key)
+            if (rec.get("kind", "train") == kind and "step" in rec and isinstance(v, (int, float))
+                    and not isinstance(v, bool)):
+                by.setdefault(rec.get(f"{key}_k"), []).append((rec["step"], v))
+        for k, pts in by.items():
+            s, v = np.array(pts, dtype=np.float64).T
+            out.append((kind + (f", k={k:g}" if k is not None else ""), s, v))
+    return out
+
+
+def _panels(keys):
+    """Group ``keys`` into panels: each overlay together (where more than one is present)."""
+    panels, done = [], set()
+    for key in keys:
+        if key in done:
+            continue
+        group = next((g for g in OVERLAYS if key in g), (key,))
+        members = [k for k in group if k in keys]
+        done.update(members)
+        panels.append(members)
+    return panels
+
+
+def _scale(series):
+    v = np.concatenate([v for _, _, v in series]) if series else np.zeros(0)
+    v = np.abs(v[np.isfinite(v)])
+    return v.max() if len(v) else 0.0
+
+
+def _draw_panel(ax, records, members):
+    """One panel; in an overlay, members 10x smaller than the first (a weight-clipped critic's
+    estimate) go on a right-hand axis of their own."""
+    styles = {"train": dict(lw=1, alpha=0.8), "eval": dict(marker="o", ms=3, lw=1)}
+    several = len(members) > 1
+    series = {key: _series(records, key) for key in members}
+    ref = _scale(series[members[0]])
+    twin = [k for k in members[1:] if 0 < _scale(series[k]) < ref / 10]
+    ax2 = ax.twinx() if twin else None
+    values, ks, handles = [], set(), []
+    for i, key in enumerate(members):
+        a = ax2 if key in twin else ax
+        for label, s, v in series[key]:
+            kind = label.split(",")[0]
+            if ", k=" in label:
+                ks.add(label.split("k=")[1])
+            name = f"{LEGEND.get(key, key)} ({label})" if several else label
+            handles += a.plot(s, v, label=name, color=f"C{len(handles)}", **styles[kind])
+            if a is ax:
+                values.append(v)
+    key = members[0]
+    title = next((t for g, t in OVERLAYS.items() if key in g), key) if several else key
+    if len(ks) == 1:
+        title += f" (k={ks.pop()})"
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("step", fontsize=8)
+    ax.set_ylabel("W1" if several and key == "w1" else LABELS.get(key, key), fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if ax2 is not None:
+        ax2.set_ylabel(LABELS.get(twin[0], twin[0]) + " (right axis)", fontsize=8)
+        ax2.tick_params(labelsize=7)
+    v = np.concatenate(values) if values else np.zeros(0)
+    v = v[np.isfinite(v)]
+    if key in COUNT_KEYS and len(v):
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_ylim(min(0.0, v.min()) - 0.3, max(1.0, v.max()) + 0.3)
+    if len(handles) > 1:
+        ax.legend(handles=handles, fontsize=7)
+
+
 def metric_curves(metrics_path, path, keys=None, title=None, ncols=3):
-    """One subplot per metric of ``metrics.jsonl`` against ``step``: training lines (``kind``
-    ``'train'``) as a line, evaluation lines (``'eval'``) as markers. ``keys``: the metrics to
-    draw (default: every numeric key, in order of appearance).
+    """:func:`curves_figure` of a ``metrics.jsonl`` saved at ``path``."""
+    return save_figure(curves_figure(read_metrics(metrics_path), keys, title, ncols,
+                                     source=Path(metrics_path).name), path)
+
+
+def curves_figure(records, keys=None, title=None, ncols=3, source="the records"):
+    """Panels of metric records (``metrics.jsonl`` lines) against ``step``: training lines
+    (``kind`` ``'train'``) as a line, evaluation lines (``'eval'``) with markers. ``keys``: the
+    metrics to draw (default: every numeric key, in order of appearance). Metrics compared with
+    each other share a panel (:data:`OVERLAYS`: the exact W1 with the critic's estimates); a
+    companion ``<key>_k`` (``iwae_k``) labels its metric's points with their k; counts
+    (:data:`COUNT_KEYS`) get integer ticks from 0. Axes are labelled.
 
     Pixel size: ``(400·c, 300·r)`` for ``c = min(ncols, k)`` columns and ``r = ceil(k / c)``
-    rows of ``k`` subplots (``k = 1`` when there is nothing to draw).
+    rows of ``k`` panels (``k = 1`` when there is nothing to draw).
     """
-    records = read_metrics(metrics_path)
     if keys is None:
         keys = []
         for rec in records:
@@ -205,29 +309,18 @@ def metric_curves(metrics_path, path, keys=None, title=None, ncols=3):
                 if (k not in RESERVED_KEYS and k not in keys and isinstance(v, (int, float))
                         and not isinstance(v, bool)):
                     keys.append(k)
-    keys = list(keys)
-    k = max(1, len(keys))
+        keys = [k for k in keys if not (k.endswith("_k") and k[:-2] in keys)]
+    panels = _panels(list(keys))
+    k = max(1, len(panels))
     c = min(int(ncols), k)
     r = math.ceil(k / c)
     fig = plt.figure(figsize=(4 * c, 3 * r), dpi=DPI)
-    if not keys:
-        fig.text(0.5, 0.5, f"no metrics logged in {Path(metrics_path).name}", ha="center")
-        return save_figure(fig, path)
-    for i, key in enumerate(keys):
-        ax = fig.add_subplot(r, c, i + 1)
-        for kind, style in (("train", dict(lw=1)), ("eval", dict(marker="o", ms=3, lw=1))):
-            pts = [(rec["step"], rec[key]) for rec in records
-                   if rec.get("kind", "train") == kind and isinstance(rec.get(key), (int, float))
-                   and "step" in rec]
-            if pts:
-                s, v = np.array(pts, dtype=np.float64).T
-                ax.plot(s, v, label=kind, **style)
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if len(ax.lines) > 1:
-            ax.legend(fontsize=7)
+    if not panels:
+        fig.text(0.5, 0.5, f"no metrics logged in {source}", ha="center")
+        return fig
+    for i, members in enumerate(panels):
+        _draw_panel(fig.add_subplot(r, c, i + 1), records, members)
     if title:
         fig.suptitle(str(title), fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig

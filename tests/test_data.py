@@ -165,6 +165,20 @@ def test_offline_error_names_files_and_folder(tmp_path, no_network):
     assert not any(folder.glob("*.part"))
 
 
+def test_offline_error_says_no_network_and_both_spellings(tmp_path, monkeypatch):
+    import socket
+
+    def dns_fails(url, timeout=None):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(mnist_mod, "_urlopen", dns_fails)
+    with pytest.raises(DatasetError) as info:
+        load_mnist(tmp_path / "nowhere", "test")
+    msg = str(info.value)
+    assert "no network" in msg and "Name or service" not in msg and "Errno" not in msg
+    assert "--data-dir <folder> (command line)" in msg and "root=<folder> (Python)" in msg
+
+
 def test_download_false_no_network(tmp_path, no_network):
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz"):
         load_mnist(tmp_path, "test", download=False)

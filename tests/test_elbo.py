@@ -251,3 +251,13 @@ def test_iwae_chunked_equals_unchunked_and_is_stable():
     np.testing.assert_allclose(shifted, full - 1e4, rtol=1e-12)
     with pytest.raises(ValueError, match="shape"):
         iwae_bound(log_joint, t64(mu_q), t64(lv_q), 3, eps=np.zeros((2, *m.shape)))
+
+
+def test_losses_elbo_is_the_module():
+    import importlib
+    import types
+    E = importlib.import_module("scratchgen.losses.elbo")
+    import scratchgen.losses.elbo as E2
+    from scratchgen import losses
+    assert isinstance(E2, types.ModuleType) and E2 is E and losses.elbo is E
+    assert E.elbo is elbo and losses.kl_normal_std is kl_normal_std

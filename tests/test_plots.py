@@ -98,3 +98,75 @@ def test_metric_curves_of_an_empty_or_missing_file(tmp_path):
     bad.write_text("garbage\n" + bad.read_text())
     with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         plots.read_metrics(bad)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_png_mode_follows_the_umask(tmp_path, umask):
+    import os
+    old = os.umask(umask)
+    try:
+        p = plots.image_grid(np.zeros((1, 4, 4)), tmp_path / "g.png")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [q.name for q in tmp_path.iterdir()] == ["g.png"]  # no temporary file left
+
+
+def _gan_records():
+    recs = []
+    for s in range(1, 11):
+        recs.append({"kind": "train", "step": s, "w1_estimate": 1.0 / s, "loss_c": -1.0 / s})
+        if s % 5 == 0:
+            recs.append({"kind": "eval", "step": s, "w1": 1.1 / s, "critic_w1": 0.9 / s,
+                         "modes": 8.0})
+    return recs
+
+
+def test_curves_overlay_the_critic_estimate_with_the_exact_w1_and_label_axes():
+    import matplotlib.pyplot as plt
+    fig = plots.curves_figure(_gan_records())
+    try:
+        axes = [a for a in fig.axes if a.get_title()]
+        assert [a.get_title() for a in axes] == [plots.OVERLAYS[("w1", "critic_w1", "w1_estimate")],
+                                                 "loss_c", "modes"]
+        w1 = axes[0]
+        labels = [t.get_text() for t in w1.get_legend().get_texts()]
+        assert labels == ["exact (eval)", "critic, eval samples (eval)",
+                          "critic, training batches (train)"]
+        assert all(a.get_xlabel() == "step" and a.get_ylabel() for a in axes)
+        modes = axes[2].get_yticks()
+        lo, hi = axes[2].get_ylim()
+        shown = [t for t in modes if lo <= t <= hi]
+        assert lo < 0 < 8 < hi and all(float(t).is_integer() for t in shown)
+    finally:
+        plt.close(fig)
+
+
+def test_curves_put_a_much_smaller_estimate_on_its_own_axis():
+    import matplotlib.pyplot as plt
+    recs = [{"kind": "eval", "step": s, "w1": 0.3, "critic_w1": 1e-4 * s} for s in (1, 2)]
+    fig = plots.curves_figure(recs)
+    try:
+        assert len(fig.axes) == 2 and "right axis" in fig.axes[1].get_ylabel()
+    finally:
+        plt.close(fig)
+
+
+def test_curves_label_iwae_points_with_their_k(tmp_path):
+    import matplotlib.pyplot as plt
+    recs = [{"kind": "eval", "step": 100, "iwae": -99.0, "iwae_k": 100},
+            {"kind": "eval", "step": 200, "iwae": -98.0, "iwae_k": 100},
+            {"kind": "eval", "step": 200, "iwae": -97.5, "iwae_k": 1000}]
+    fig = plots.curves_figure(recs)
+    try:
+        (ax,) = fig.axes
+        assert ax.get_title() == "iwae"
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["eval, k=100",
+                                                                       "eval, k=1000"]
+    finally:
+        plt.close(fig)
+    fig = plots.curves_figure(recs[:2])
+    try:
+        assert fig.axes[0].get_title() == "iwae (k=100)"
+    finally:
+        plt.close(fig)

@@ -221,3 +221,6 @@ def test_held_out_elbo_does_not_depend_on_iwae_k(mnist_run):
     task.hp = task.hp.replace(iwae_k=3)
     b = task.evaluate(np.random.default_rng(5))
     assert a["elbo"] == b["elbo"] and a["iwae"] != b["iwae"]
+    assert (a["iwae_k"], b["iwae_k"]) == (2, 3)
+    import json
+    assert json.loads((mnist_run[0] / "eval.json").read_text())["iwae_k"] == 8

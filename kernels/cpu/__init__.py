@@ -2,6 +2,7 @@
 
 Same interface as :mod:`scratchgen.kernels.reference`.
 """
+from . import _cache  # noqa: F401  (first: numba caches in a per-user folder, see _cache)
 from .conv import conv2d, conv2d_input_grad, conv2d_weight_grad, out_size
 from .optim import adam_update
 

@@ -178,10 +178,16 @@ def _download_missing(root, names):
                 download_file(mirror + fname, root / fname, md5=MNIST_MD5[fname])
                 break
             except (urllib.error.URLError, OSError, DatasetError, ValueError) as e:
-                errors.append(f"{mirror}: {getattr(e, 'reason', e)}")
+                errors.append(None if _unreachable(e) else f"{mirror}: {getattr(e, 'reason', e)}")
         else:
-            failures[name] = "; ".join(errors)
+            failures[name] = "; ".join(e for e in errors if e) or None
     return failures
+
+
+def _unreachable(e):
+    """True for "no network" failures (DNS, refused, timeout), whose details help nobody."""
+    reason = getattr(e, "reason", e) if isinstance(e, urllib.error.URLError) else e
+    return isinstance(reason, (OSError, TimeoutError)) and not isinstance(reason, FileNotFoundError)
 
 
 def _missing_message(root, split, names, reason):
@@ -190,7 +196,8 @@ def _missing_message(root, split, names, reason):
         lines.append(f"Download failed ({reason}).")
     lines.append(f"Put these files (gzipped, or uncompressed without .gz) in {root}:")
     lines += [f"  {n}.gz  (MD5 {MNIST_MD5[n + '.gz']})" for n in names]
-    lines.append("or pass root=<folder> / set SCRATCHGEN_DATA=<dir> (files in <dir>/mnist).")
+    lines.append("or point to a folder holding them: --data-dir <folder> (command line), "
+                 "root=<folder> (Python), or SCRATCHGEN_DATA=<dir> (files in <dir>/mnist).")
     return "\n".join(lines)
 
 
@@ -215,7 +222,8 @@ def load_mnist(root=None, split="train", download=True, check_md5=True):
         except OSError as e:
             failures = {n: f"cannot create {root}: {e}" for n in missing}
         if failures:
-            reason = "; ".join(f"{n}: {r}" for n, r in failures.items())
+            reason = "; ".join(f"{n}: {r}" for n, r in failures.items() if r) or \
+                "no network: the mirrors could not be reached"
             raise DatasetError(_missing_message(root, split, list(failures), reason))
     paths = [_locate(root, n) for n in names]
     if check_md5:

@@ -189,7 +189,7 @@ class VAETask(Task):
     Logged per step (batch means, nats): ``loss`` (-ELBO), ``elbo``, ``recon`` (-log p(x|z)),
     ``kl``. ``evaluate`` on the held-out set (binarised once, with a fixed seed, when the
     training data are binarised dynamically): ``elbo``, ``recon``, ``kl``, ``iwae`` (the
-    IWAE_k estimate of log p(x), ``k = iwae_k``) and ``active_units``.
+    IWAE_k estimate of log p(x)), ``iwae_k`` (that k) and ``active_units``.
     """
 
     name = "vae"
@@ -296,6 +296,7 @@ class VAETask(Task):
                 means.append(backend.to_numpy(mu.data))
         res = {key: v / len(x) for key, v in sums.items()}
         res["active_units"] = float(active_units(np.concatenate(means))[0])
+        res["iwae_k"] = k
         return res
 
     def sample(self, n, rng):
