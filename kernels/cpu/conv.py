@@ -22,15 +22,12 @@ columns whose input column is in bounds, and zero-fill (or skip) the rest.
 All numba functions use ``cache=True``, so they compile once per machine and per dtype
 (float32 / float64); later processes load the machine code from the cache.
 """
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from numba import njit, prange, uint64
 
 from . import winograd
-from .winograd import _valid_range
+from .parallel import parallel_chunks
+from .winograd import _chunks, _valid_range
 
 
 def out_size(size, k, s, p):
@@ -176,51 +173,14 @@ def _is_pointwise(kh, kw, sh, sw, ph, pw):
     return kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
 
 
-# Work splitting: the numba loops release the GIL (nogil=True), so big calls are cut into
-# one contiguous chunk per core, run on a plain thread pool (idle workers sleep on a
-# futex, so unlike numba's pool they leave the cores to OpenBLAS between calls).
-# Off by default (SCRATCHGEN_CPU_THREADS unset or 1): in isolation a 2-way split halves
-# im2col (2.9 -> 1.5 ms, W4), but right after a GEMM the OpenBLAS worker is still spinning
-# on the other core and the split half crawls, so fwd = im2col + GEMM measured the same
-# (12.56 vs 12.57 ms). Set SCRATCHGEN_CPU_THREADS=2 to try it elsewhere.
-_NTHREADS = max(1, min(int(os.environ.get("SCRATCHGEN_CPU_THREADS", "1") or 1), 64))
-_MIN_SPLIT = 1 << 16  # elements moved below which threading costs more than it saves
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _get_pool():
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(_NTHREADS - 1, thread_name_prefix="scratchgen-cpu")
-    return _pool
-
-
-def _split(fn, total, work, *args):
-    """fn(*args, t0, t1) over 0 <= t < total, split across cores when work is large."""
-    parts = min(_NTHREADS, total)
-    if parts <= 1 or work < _MIN_SPLIT:
-        fn(*args, 0, total)
-        return
-    bounds = [total * i // parts for i in range(parts + 1)]
-    pool = _get_pool()
-    futs = [pool.submit(fn, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    fn(*args, bounds[0], bounds[1])
-    for f in futs:
-        f.result()
-
-
 def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
     """(K, N*P) columns: cols[r, n*P + a] = x_pad[n, c, i*sh + p, j*sw + q]."""
     n, c = x.shape[:2]
-    k, p = c * kh * kw, ho * wo
-    cols = np.empty((k, n * p), dtype=x.dtype)
+    k = c * kh * kw
+    cols = np.empty((k, n * ho * wo), dtype=x.dtype)
     fn = _im2col_rows_table if sw > 1 and wo <= 8 else _im2col_rows
-    _split(fn, k, n * k * p,
-           x.reshape(-1), n, c, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, ho, wo,
-           cols.reshape(-1))
+    fn(x.reshape(-1), n, c, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, ho, wo,
+       cols.reshape(-1), 0, k)
     return cols
 
 
@@ -231,6 +191,8 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
 # F(2x2, 3x3). 4x4/s2 (D2 of W2) measured ~2x slower with F(2x2, 2x2) or F(3x3, 2x2) than
 # im2col, so it stays there; so do tiny channel counts, where the transforms dominate.
 WINOGRAD_M = {(3, 1): 2}
+# im2col route: chunks of about this many GEMM columns (samples * Ho*Wo) per thread
+CHUNK_COLS = 1024
 WINOGRAD_MIN_CHANNELS = 16
 
 
@@ -261,9 +223,14 @@ def conv2d(x, w, stride, padding):
     if _is_pointwise(kh, kw, sh, sw, ph, pw):
         y = np.matmul(w2, x.reshape(n, c, p))
     else:
-        # one big GEMM + a cheap output transpose beat 64 per-sample GEMMs (NOTES.md)
-        y2 = w2 @ _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo)
-        y = np.ascontiguousarray(y2.reshape(o, n, p).transpose(1, 0, 2))
+        # per chunk of samples: im2col, one GEMM, a cheap transpose into y (NOTES.md)
+        y = np.empty((n, o, p), dt)
+
+        def run(n0, n1):
+            y2 = w2 @ _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo)
+            y[n0:n1] = y2.reshape(o, n1 - n0, p).transpose(1, 0, 2)
+
+        parallel_chunks(run, _chunks(n, p, CHUNK_COLS))
     return y.reshape(n, o, ho, wo)
 
 
@@ -294,11 +261,14 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
     if _is_pointwise(kh, kw, sh, sw, ph, pw) and ho == h and wo == wd:
         return np.matmul(w2t, g3).reshape(n, c, h, wd)
     gx = np.empty((n, c, h, wd), dtype=dt)
-    # batched GEMM (N, K, P) feeding col2im directly: 10.4 vs 13.0 ms for one big GEMM (W4)
-    dcols = np.matmul(w2t, g3)
-    _split(_col2im_flat, n * c, n * k * p,
-           dcols.reshape(-1), p, k * p, n, c, h, wd, kh, kw, sh, sw, ph, pw, ho, wo,
-           gx.reshape(-1))
+
+    def run(n0, n1):
+        # batched GEMM (N, K, P) feeding col2im directly: 10.4 vs 13.0 ms for one big GEMM
+        dcols = np.matmul(w2t, g3[n0:n1])
+        _col2im_flat(dcols.reshape(-1), p, k * p, n1 - n0, c, h, wd, kh, kw, sh, sw, ph, pw,
+                     ho, wo, gx[n0:n1].reshape(-1), 0, (n1 - n0) * c)
+
+    parallel_chunks(run, _chunks(n, p, CHUNK_COLS))
     return gx
 
 
@@ -320,10 +290,17 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
     # one GEMM over the joint (n, p) axis. Computed as gw^T = cols(K, NP) @ gy^T(NP, O):
     # OpenBLAS (2 threads) stalls on the other orientation when O*K is skinny
     # (D1: 8.0 ms vs 0.29 ms; D2: 84 vs 8 ms under load; W4 no worse).
-    if n == 1 and _is_pointwise(kh, kw, sh, sw, ph, pw):
-        cols = x.reshape(k, p)
-    else:
-        cols = _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo)
-    gyt = np.ascontiguousarray(gy.reshape(n, o, p).transpose(1, 0, 2)).reshape(o, n * p)
-    gw = np.ascontiguousarray((cols @ gyt.T).T)
-    return gw.reshape(o, c, kh, kw)
+    g3 = gy.reshape(n, o, p)
+    parts = []
+
+    def run(n0, n1):
+        if n1 - n0 == 1 and _is_pointwise(kh, kw, sh, sw, ph, pw):
+            cols = x[n0].reshape(k, p)
+        else:
+            cols = _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo)
+        gyt = np.ascontiguousarray(g3[n0:n1].transpose(1, 0, 2)).reshape(o, (n1 - n0) * p)
+        parts.append(cols @ gyt.T)
+
+    parallel_chunks(run, _chunks(n, p, CHUNK_COLS))
+    gw = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
+    return np.ascontiguousarray(gw.T).reshape(o, c, kh, kw)
