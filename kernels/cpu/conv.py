@@ -26,8 +26,8 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from . import winograd
-from .parallel import parallel_chunks
-from .winograd import _chunks, _valid_range
+from .parallel import batch_chunks, parallel_chunks
+from .winograd import _valid_range
 
 
 def out_size(size, k, s, p):
@@ -230,7 +230,7 @@ def conv2d(x, w, stride, padding):
             y2 = w2 @ _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo)
             y[n0:n1] = y2.reshape(o, n1 - n0, p).transpose(1, 0, 2)
 
-        parallel_chunks(run, _chunks(n, p, CHUNK_COLS))
+        parallel_chunks(run, batch_chunks(n, p, CHUNK_COLS))
     return y.reshape(n, o, ho, wo)
 
 
@@ -268,7 +268,7 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
         _col2im_flat(dcols.reshape(-1), p, k * p, n1 - n0, c, h, wd, kh, kw, sh, sw, ph, pw,
                      ho, wo, gx[n0:n1].reshape(-1), 0, (n1 - n0) * c)
 
-    parallel_chunks(run, _chunks(n, p, CHUNK_COLS))
+    parallel_chunks(run, batch_chunks(n, p, CHUNK_COLS))
     return gx
 
 
@@ -301,6 +301,6 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
         gyt = np.ascontiguousarray(g3[n0:n1].transpose(1, 0, 2)).reshape(o, (n1 - n0) * p)
         parts.append(cols @ gyt.T)
 
-    parallel_chunks(run, _chunks(n, p, CHUNK_COLS))
+    parallel_chunks(run, batch_chunks(n, p, CHUNK_COLS))
     gw = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
     return np.ascontiguousarray(gw.T).reshape(o, c, kh, kw)

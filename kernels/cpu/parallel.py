@@ -42,6 +42,15 @@ def _pool(n):
     return _state["pool"]
 
 
+def batch_chunks(n, cols_per_sample, target):
+    """Equal sample ranges covering 0..n, about ``target`` GEMM columns each, their number a
+    multiple of ``n_threads()`` when n allows (4 chunks of 16 on 2 cores, not 21+21+21+1)."""
+    nt = n_threads()
+    k = max(1, round(n * cols_per_sample / target))
+    k = min(n, -(-k // nt) * nt)
+    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
 def parallel_chunks(fn, chunks):
     """fn(*chunk) for every chunk, spread over ``n_threads()`` threads (the caller is one),
     with BLAS single-threaded meanwhile. fn must release the GIL for its heavy parts (nogil

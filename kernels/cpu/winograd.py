@@ -31,7 +31,7 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from .parallel import parallel_chunks
+from .parallel import batch_chunks, parallel_chunks
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
@@ -222,12 +222,6 @@ def filter_transform(g, m, r, dt):
     return np.ascontiguousarray(u.reshape(al * al, g.shape[0], g.shape[1]), dtype=dt)
 
 
-def _chunks(n, cols_per_sample, target=512):
-    """Sample ranges of about ``target`` GEMM columns each (at least one sample)."""
-    per = max(1, min(n, -(-target // max(cols_per_sample, 1))))
-    return [(i, min(n, i + per)) for i in range(0, n, per)]
-
-
 def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
     """Stride-1 Winograd F(m, r) convolution of x's s*s polyphase components with U
     (alpha^2, O*s_out^2, C*s^2), written into y (N, O, Hy, Wy) through ``_out_transform``
@@ -248,7 +242,7 @@ def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
         _out_transform(mm.reshape(-1), n0, n1, o_, s_out, th, tw, at, yf, y.shape[2],
                        y.shape[3], qt, ql)
 
-    parallel_chunks(run, _chunks(n, t_))
+    parallel_chunks(run, batch_chunks(n, t_, 512))
     return y
 
 
@@ -273,6 +267,6 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
         _tile_transform(gf, n0, n1, o, ho, wo, 1, 0, 0, th, tw, m, a_, gt.reshape(-1))
         parts.append(np.matmul(gt, v.transpose(0, 2, 1)))
 
-    parallel_chunks(run, _chunks(n, t_))
+    parallel_chunks(run, batch_chunks(n, t_, 512))
     du = np.sum(parts, axis=0, dtype=np.float64).reshape(al, al, o, c * s * s)
     return np.einsum("ap,aboc,bq->ocpq", gm, du, gm, optimize=True)
