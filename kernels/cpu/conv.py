@@ -191,8 +191,16 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
 # F(2x2, 3x3). 4x4/s2 (D2 of W2) measured ~2x slower with F(2x2, 2x2) or F(3x3, 2x2) than
 # im2col, so it stays there; so do tiny channel counts, where the transforms dominate.
 WINOGRAD_M = {(3, 1): 2}
-# im2col route: chunks of about this many GEMM columns (samples * Ho*Wo) per thread
+# im2col route: when the copies dominate (K = C*kh*kw <= SPLIT_MAX_K: D1, G2 of W2), chunks
+# of about CHUNK_COLS GEMM columns (samples * Ho*Wo) on both cores with 1-thread GEMMs
+# (D1: 3.6 -> 2.0 ms, and no collapse under load); when the GEMM dominates (D2: K = 1024),
+# one chunk: im2col on one core, OpenBLAS's threads for the GEMM (21.7 vs 25.4 ms split).
 CHUNK_COLS = 1024
+SPLIT_MAX_K = 256
+
+
+def _im2col_chunks(n, p, k):
+    return batch_chunks(n, p, CHUNK_COLS) if k <= SPLIT_MAX_K else [(0, n)]
 WINOGRAD_MIN_CHANNELS = 16
 
 
@@ -230,7 +238,7 @@ def conv2d(x, w, stride, padding):
             y2 = w2 @ _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo)
             y[n0:n1] = y2.reshape(o, n1 - n0, p).transpose(1, 0, 2)
 
-        parallel_chunks(run, batch_chunks(n, p, CHUNK_COLS))
+        parallel_chunks(run, _im2col_chunks(n, p, c * kh * kw))
     return y.reshape(n, o, ho, wo)
 
 
@@ -268,7 +276,7 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
         _col2im_flat(dcols.reshape(-1), p, k * p, n1 - n0, c, h, wd, kh, kw, sh, sw, ph, pw,
                      ho, wo, gx[n0:n1].reshape(-1), 0, (n1 - n0) * c)
 
-    parallel_chunks(run, batch_chunks(n, p, CHUNK_COLS))
+    parallel_chunks(run, _im2col_chunks(n, p, c * kh * kw))
     return gx
 
 
@@ -301,6 +309,6 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
         gyt = np.ascontiguousarray(g3[n0:n1].transpose(1, 0, 2)).reshape(o, (n1 - n0) * p)
         parts.append(cols @ gyt.T)
 
-    parallel_chunks(run, batch_chunks(n, p, CHUNK_COLS))
+    parallel_chunks(run, _im2col_chunks(n, p, c * kh * kw))
     gw = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
     return np.ascontiguousarray(gw.T).reshape(o, c, kh, kw)

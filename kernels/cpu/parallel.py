@@ -54,8 +54,12 @@ def batch_chunks(n, cols_per_sample, target):
 def parallel_chunks(fn, chunks):
     """fn(*chunk) for every chunk, spread over ``n_threads()`` threads (the caller is one),
     with BLAS single-threaded meanwhile. fn must release the GIL for its heavy parts (nogil
-    numba loops, NumPy matmul) and write disjoint outputs per chunk. Serialised per process:
-    the BLAS thread count is global."""
+    numba loops, NumPy matmul) and write disjoint outputs per chunk. A single chunk runs as is,
+    BLAS threads untouched. Serialised per process: the BLAS thread count is global."""
+    if len(chunks) == 1:  # nothing to split: BLAS keeps its own threads
+        with _lock:
+            fn(*chunks[0])
+        return
     nt = min(n_threads(), len(chunks))
     with _lock, _blas().limit(limits=1):
         if nt <= 1:
