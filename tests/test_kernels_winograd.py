@@ -112,8 +112,9 @@ def test_routes_by_geometry():
     assert cc._winograd_m(1, 64, 4, 4, 2, 2) == 0                        # D1: im2col
     assert cc._winograd_m(64, 128, 3, 3, 2, 2) == 0                      # no such route
     assert cc._winograd_m(64, 128, 3, 5, 1, 1) == 0                      # non-square
-    assert len(cc._im2col_chunks(64, 196, 16)) > 1      # D1: copies dominate, split
-    assert cc._im2col_chunks(64, 49, 1024) == [(0, 64)]  # D2: GEMM dominates, BLAS threads
+    assert len(cc._im2col_chunks(64, 196, 16)) > 1      # D1: split
+    assert len(cc._im2col_chunks(64, 49, 1024)) > 1     # D2: split too (robust under load)
+    assert cc._im2col_chunks(64, 49, cc.SPLIT_MAX_K + 1) == [(0, 64)]
 
 
 def test_blas_thread_count_is_restored():

@@ -191,12 +191,15 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
 # F(2x2, 3x3). 4x4/s2 (D2 of W2) measured ~2x slower with F(2x2, 2x2) or F(3x3, 2x2) than
 # im2col, so it stays there; so do tiny channel counts, where the transforms dominate.
 WINOGRAD_M = {(3, 1): 2}
-# im2col route: when the copies dominate (K = C*kh*kw <= SPLIT_MAX_K: D1, G2 of W2), chunks
-# of about CHUNK_COLS GEMM columns (samples * Ho*Wo) on both cores with 1-thread GEMMs
-# (D1: 3.6 -> 2.0 ms, and no collapse under load); when the GEMM dominates (D2: K = 1024),
-# one chunk: im2col on one core, OpenBLAS's threads for the GEMM (21.7 vs 25.4 ms split).
+# im2col route: chunks of about CHUNK_COLS GEMM columns (samples * Ho*Wo) on both cores with
+# 1-thread GEMMs when K = C*kh*kw <= SPLIT_MAX_K, else one chunk (im2col on one core,
+# OpenBLAS's own threads for the GEMM). Measured (benchmarks/NOTES.md): on a quiet machine
+# one chunk is faster for GEMM-bound D2 (K = 1024: 21.7 vs 25.4 ms; W2 1.89 vs 2.19 x torch),
+# split is faster for copy-bound D1 (2.0 vs 3.6 ms); beside another busy process, split keeps
+# W2 at 1.1x its quiet time where one chunk grows 2.9x (OpenBLAS workers spin-waiting for a
+# core). Robustness wins: split everywhere (lower SPLIT_MAX_K to 256 for quiet-machine speed).
 CHUNK_COLS = 1024
-SPLIT_MAX_K = 256
+SPLIT_MAX_K = 1 << 30
 
 
 def _im2col_chunks(n, p, k):
