@@ -2,7 +2,7 @@
 
     python benchmarks/workloads.py [--only W1,W3] [--steps 100] [--warmup 20] [--block 10]
                                    [--json PATH] [--check-flops] [--check-losses] [--batch B]
-                                   [--threads N] [--breakdown | --profile]
+                                   [--threads N] [--under-load] [--breakdown | --profile]
 
 The workloads are defined in ``benchmarks/README.md`` (a copy of the shared WORKLOADS.md);
 each is written below twice, once per framework, line for line alike. Both frameworks start
@@ -23,6 +23,10 @@ the same noise and prints the losses side by side (the workloads agree to float3
 (engine and Python), and PyTorch's by aten op; ``--profile`` runs cProfile. ``--threads N`` sets
 PyTorch's, OpenBLAS's and OpenMP's thread counts (default: all cores); the ``others`` column
 is how many cores other processes kept busy meanwhile (trust runs where it is near 0).
+``--under-load`` times each workload twice, quiet and then beside a CPU-bound process that the
+script starts (a user training two things at once), and prints each framework's growth.
+The header names the BLAS kernel OpenBLAS runs (threadpoolctl), which ``OPENBLAS_CORETYPE``
+can change.
 
 scratchgen itself never imports torch; this script does, when it can.
 """
@@ -63,7 +67,7 @@ except ImportError:  # scratchgen alone
     torch = None
 
 B = sg.backend
-TARGETS = {"W1": 1.0, "W2": 1.25, "W3": 0.9, "W4": 1.25}  # scratchgen/PyTorch-CPU, cpu backend
+TARGETS = {"W1": 1.0, "W2": 1.25, "W3": 0.9, "W4": 1.0}  # scratchgen/PyTorch-CPU, cpu backend
 
 
 # ---------------------------------------------------------------- FLOP counts
@@ -497,6 +501,17 @@ def _cpu_snapshot():
     return time.perf_counter(), (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), t.user + t.system
 
 
+def blas_kernel():
+    """OpenBLAS's kernel architecture for NumPy's BLAS (e.g. SkylakeX, Haswell), per
+    threadpoolctl; OPENBLAS_CORETYPE in the environment overrides its own choice."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "?"
+    return ",".join(sorted({str(i.get("architecture")) for i in threadpool_info()
+                            if i.get("internal_api") == "openblas"})) or "?"
+
+
 def _others_load(a, b):
     """Cores kept busy by other processes between two snapshots (0 on a machine at rest)."""
     if a is None or b is None:
@@ -580,7 +595,24 @@ def check_losses(key, batch, data, dev, n_steps=3):
     return rows
 
 
-def run(keys, steps, warmup, block, batch_override, check_flops, do_check_losses):
+class busy_process:
+    """Another CPU-bound process on the machine (one core's worth: a Python busy loop), as
+    when a user trains two things at once; stopped on exit."""
+
+    def __enter__(self):
+        import subprocess
+        self.p = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)  # let the scheduler see it
+        return self
+
+    def __exit__(self, *exc):
+        self.p.kill()
+        self.p.wait()
+        return False
+
+
+def run(keys, steps, warmup, block, batch_override, check_flops, do_check_losses,
+        under_load=False):
     dev = None
     if torch is not None:
         dev = torch.device("cuda" if B.on_gpu else "cpu")
@@ -618,6 +650,12 @@ def run(keys, steps, warmup, block, batch_override, check_flops, do_check_losses
         times = time_interleaved(fns, syncs, steps, warmup, block)
         res["others_load"] = _others_load(snap, _cpu_snapshot())
         res["times"] = {n: summarize(ts) for n, ts in times.items()}
+        if under_load:
+            with busy_process():
+                snap = _cpu_snapshot()
+                times = time_interleaved(fns, syncs, steps, max(1, warmup // 4), block)
+                res["others_load_loaded"] = _others_load(snap, _cpu_snapshot())
+            res["times_loaded"] = {n: summarize(ts) for n, ts in times.items()}
         results[key] = res
         print(f"  {key} done", file=sys.stderr, flush=True)
     return results
@@ -655,6 +693,27 @@ def table(results, targets):
                          + ", ".join(f"{k}: {v:,}" for k, v in r["torch_flops_per_op"].items()))
     lines.append("ratio = scratchgen / ref (lower is better); '!' marks a missed target; "
                  "others = cores kept busy by other processes meanwhile (compare runs near 0)")
+    return "\n".join(lines)
+
+
+def load_table(results):
+    """Quiet vs loaded (one busy process beside) medians per framework: growth = loaded /
+    quiet; the target is <= 2.5 (a fair share of 2 cores with one other process is 2x)."""
+    head = (f"{'workload':<17}{'framework':>11}{'quiet ms':>10}{'loaded ms':>11}{'growth':>8}"
+            f"{'target':>8}{'others q/l':>12}")
+    lines = [head, "-" * len(head)]
+    for key, r in results.items():
+        label = f"{key} {r['name']}"
+        ol = (r.get("others_load"), r.get("others_load_loaded"))
+        others = "" if None in ol else f"{ol[0]:>6.2f}/{ol[1]:.2f}"
+        for fw, t in r["times"].items():
+            q, ld = t["median_ms"], r["times_loaded"][fw]["median_ms"]
+            g = ld / q
+            lines.append(f"{label:<17}{fw:>11}{q:>10.2f}{ld:>11.2f}{g:>8.2f}"
+                         f"{'2.50' + ('' if g <= 2.5 else '!'):>8}{others:>12}")
+            label, others = "", ""
+    lines.append("growth = loaded / quiet median (lower is better); others = cores kept busy by "
+                 "other processes, quiet/loaded (the busy process counts 1)")
     return "\n".join(lines)
 
 
@@ -818,6 +877,9 @@ def main(argv=None):
                    help="count one PyTorch step's FLOPs with torch.utils.flop_counter")
     p.add_argument("--check-losses", action="store_true",
                    help="3 steps of both frameworks from the same weights and noise")
+    p.add_argument("--under-load", action="store_true",
+                   help="time each workload quiet, then again beside a busy process that this "
+                        "script starts (one CPU-bound loop), and report the growth")
     p.add_argument("--profile", action="store_true",
                    help="instead of timing, cProfile --steps scratchgen steps of each workload")
     p.add_argument("--breakdown", action="store_true",
@@ -841,7 +903,8 @@ def main(argv=None):
     if torch is None:
         print("PyTorch is not importable: timing scratchgen alone", file=sys.stderr)
     load0 = os.getloadavg()
-    results = run(keys, a.steps, a.warmup, a.block, a.batch, a.check_flops, a.check_losses)
+    results = run(keys, a.steps, a.warmup, a.block, a.batch, a.check_flops, a.check_losses,
+                  a.under_load)
     info = {"loadavg_before": load0, "loadavg_after": os.getloadavg(), "backend": B.name,
             "torch": torch.__version__ if torch else None,
             "torch_threads": torch.get_num_threads() if torch else None,
@@ -850,13 +913,15 @@ def main(argv=None):
                     if k.startswith(("OPENBLAS", "OMP_", "MKL_", "NUMBA", "SCRATCHGEN"))},
             "machine": platform.platform(), "processor": platform.processor(),
             "steps": a.steps, "warmup": a.warmup, "block": a.block,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "blas_kernel": blas_kernel(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     print(f"backend={B.name}  torch={info['torch']}  threads={a.threads}  "
           f"numpy={np.__version__}  {a.steps} steps after {a.warmup} warm-up, median  "
           f"load avg {load0[0]:.2f} -> {info['loadavg_after'][0]:.2f} on {os.cpu_count()} cores"
           + (f"  OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}"
-             if os.environ.get("OPENBLAS_CORETYPE") else ""))
+             if os.environ.get("OPENBLAS_CORETYPE") else "") + f"  BLAS kernel {blas_kernel()}")
     print(table(results, targets=B.name == "cpu"))
+    if a.under_load:
+        print(load_table(results))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"info": info, "results": results}, f, indent=1)

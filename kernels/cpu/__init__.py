@@ -1,4 +1,5 @@
-"""The ``cpu`` backend's kernels: numba loops (im2col / col2im, fused Adam) plus OpenBLAS GEMMs.
+"""The ``cpu`` backend's kernels: numba loops (im2col / col2im, Winograd transforms, fused Adam)
+plus OpenBLAS GEMMs.
 
 Same interface as :mod:`scratchgen.kernels.reference`.
 """

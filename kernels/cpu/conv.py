@@ -1,31 +1,33 @@
 """Numba + BLAS convolution kernels for the ``cpu`` backend.
 
 Same interface and semantics as :mod:`scratchgen.kernels.reference` (NCHW, ``stride`` and
-``padding`` as ``(h, w)`` int pairs, no bias). Strategy (see ``benchmarks/NOTES.md`` for the
-measurements behind each choice):
+``padding`` as ``(h, w)`` int pairs, no bias). Routes, chosen per call by geometry (see
+``benchmarks/NOTES.md`` for the measurements behind each choice):
 
-* ``conv2d``: im2col (numba loop) into a ``(C*kh*kw, N*Ho*Wo)`` buffer, one GEMM
-  ``W(O, K) @ cols`` (NumPy ``@`` -> OpenBLAS), then a cheap transpose to NCHW.
-* ``conv2d_input_grad``: batched GEMM ``W^T @ gy[n]`` -> ``(N, K, Ho*Wo)``, then a numba
-  col2im (scatter-add) one ``(n, c)`` plane at a time, so a split never races.
-* ``conv2d_weight_grad``: im2col into ``(K, N*P)`` and ``gw^T = cols @ gy^T`` as one GEMM
+* Winograd (``winograd.py``) where ``WINOGRAD_M`` has the (kernel, stride) pair and both
+  channel counts are >= ``WINOGRAD_MIN_CHANNELS``: 3x3 stride 1, F(2x2, 3x3), for all three
+  kernels; the batch is split into chunks run on both cores with single-threaded GEMMs.
+* Otherwise im2col:
+  ``conv2d``: im2col (numba loop) into a ``(C*kh*kw, N*Ho*Wo)`` buffer, one GEMM
+  ``W(O, K) @ cols`` (NumPy ``@`` -> OpenBLAS), then a cheap transpose to NCHW;
+  ``conv2d_input_grad``: batched GEMM ``W^T @ gy[n]`` -> ``(N, K, Ho*Wo)``, then a numba
+  col2im (scatter-add) one ``(n, c)`` plane at a time, so a split never races;
+  ``conv2d_weight_grad``: im2col into ``(K, N*P)`` and ``gw^T = cols @ gy^T`` as one GEMM
   over the joint ``(n, p)`` axis (this orientation avoids an OpenBLAS stall on skinny
-  outputs).
-
-1x1 / stride-1 / no-padding convolutions skip im2col and call BLAS directly.
+  outputs). 1x1 / stride-1 / no-padding convolutions skip im2col and call BLAS directly.
 
 The padded border is never materialised: loops compute, per kernel tap, the range of output
 columns whose input column is in bounds, and zero-fill (or skip) the rest.
 
 All numba functions use ``cache=True``, so they compile once per machine and per dtype
-(float32 / float64); later processes load the machine code from ``__pycache__``.
+(float32 / float64); later processes load the machine code from the cache.
 """
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from numba import njit, prange, uint64
+
+from . import winograd
+from .parallel import batch_chunks, parallel_chunks
+from .winograd import _valid_range
 
 
 def out_size(size, k, s, p):
@@ -46,69 +48,14 @@ def out_size(size, k, s, p):
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
 
-@njit(cache=True, inline="always")
-def _valid_range(q, pad, stride, n_in, n_out):
-    """Output indices j in [lo, hi) with 0 <= j*stride + q - pad < n_in."""
-    off = q - pad
-    lo = 0 if off >= 0 else (-off + stride - 1) // stride
-    top = n_in - 1 - off
-    hi = 0 if top < 0 else top // stride + 1
-    hi = min(hi, n_out)
-    lo = min(lo, hi)
-    return lo, hi
-
-
-@njit(**_JIT)
-def _im2col_flat(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, rs, ns, t0, t1):
-    """cols[r*rs + n*ns + i*wo + j] = x_pad[n, c, i*sh + p, j*sw + q], r = (c*kh + p)*kw + q.
-
-    x: flat C-order (N, C, H, W); cols: flat. (rs, ns) = (P, K*P) lays cols out as
-    (N, K, P), (rs, ns) = (N*P, P) as (K, N*P); P = ho*wo, K = C*kh*kw. Does rows
-    t0 <= t < t1 of the N*K (row, sample) pairs, in the order cols is laid out."""
-    k = c_ * kh * kw
-    for t in prange(t0, t1):
-        if rs <= ns:  # (N, K, P): n outer
-            n = t // k
-            r = t - n * k
-        else:  # (K, N*P): r outer, so writes stay sequential
-            r = t // n_
-            n = t - r * n_
-        c = r // (kh * kw)
-        pq = r - c * (kh * kw)
-        p = pq // kw
-        q = pq - p * kw
-        jlo, jhi = _valid_range(q, pw, sw, w, wo)
-        ilo, ihi = _valid_range(p, ph, sh, h, ho)
-        ob = uint64(r * rs + n * ns)
-        xb = (n * c_ + c) * h * w
-        for i in range(ho):
-            base = ob + uint64(i * wo)
-            if i < ilo or i >= ihi:
-                for j in range(wo):
-                    cols[base + uint64(j)] = 0
-                continue
-            # may wrap below 0 (q < pw); unsigned arithmetic is mod 2**64, so xr + j for
-            # j >= jlo is the right in-bounds offset again
-            xr = uint64(xb + (i * sh + p - ph) * w + q - pw)
-            for j in range(jlo):
-                cols[base + uint64(j)] = 0
-            if sw == 1:
-                for j in range(jlo, jhi):
-                    cols[base + uint64(j)] = x[xr + uint64(j)]
-            else:
-                for j in range(jlo, jhi):
-                    cols[base + uint64(j)] = x[xr + uint64(j * sw)]
-            for j in range(jhi, wo):
-                cols[base + uint64(j)] = 0
-
-
 @njit(**_JIT)
 def _im2col_rows(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0, r1):
-    """``_im2col_flat`` for the (K, N*P) layout, rows r0 <= r < r1 of K, each row whole.
+    """cols[r, n*P + i*wo + j] = x_pad[n, c, i*sh + p, j*sw + q], r = (c*kh + p)*kw + q, for
+    rows r0 <= r < r1 of K = C*kh*kw; x, cols flat, P = ho*wo.
 
-    r outer, n inner: the tap's valid ranges are computed once per row instead of once per
-    (r, n) pair, and the writes run along a row of N*P. 1.8-2x faster than
-    ``_im2col_flat`` on short output rows (D2: wo = 7), 1.3x on W4."""
+    r outer, n inner: the tap's valid ranges are computed once per row, and the writes run
+    along a row of N*P (1.8-2x faster than one (r, n) pair per iteration on short output
+    rows, D2: wo = 7; 1.3x on W4)."""
     p_ = ho * wo
     hw = h * w
     np_ = n_ * p_
@@ -175,7 +122,8 @@ def _im2col_rows_table(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0
 def _col2im_flat(cols, rs, ns, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, gx, t0, t1):
     """gx[n, c, i*sh + p - ph, j*sw + q - pw] = sum of cols[r*rs + n*ns + i*wo + j].
 
-    The adjoint of ``_im2col_flat`` (same layouts); out-of-bounds taps are dropped.
+    The adjoint of im2col for cols laid out with strides (rs, ns) per (row, sample):
+    (P, K*P) is (N, K, P); out-of-bounds taps are dropped.
     gx: flat C-order (N, C, H, W), overwritten. One (n, c) plane per iteration, so a
     parallel loop would never write the same element from two threads. Does planes
     t0 <= t < t1 of the N*C."""
@@ -225,68 +173,45 @@ def _is_pointwise(kh, kw, sh, sw, ph, pw):
     return kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
 
 
-# Work splitting: the numba loops release the GIL (nogil=True), so big calls are cut into
-# one contiguous chunk per core, run on a plain thread pool (idle workers sleep on a
-# futex, so unlike numba's pool they leave the cores to OpenBLAS between calls).
-# Off by default (SCRATCHGEN_CPU_THREADS unset or 1): in isolation a 2-way split halves
-# im2col (2.9 -> 1.5 ms, W4), but right after a GEMM the OpenBLAS worker is still spinning
-# on the other core and the split half crawls, so fwd = im2col + GEMM measured the same
-# (12.56 vs 12.57 ms). Set SCRATCHGEN_CPU_THREADS=2 to try it elsewhere.
-_NTHREADS = max(1, min(int(os.environ.get("SCRATCHGEN_CPU_THREADS", "1") or 1), 64))
-_MIN_SPLIT = 1 << 16  # elements moved below which threading costs more than it saves
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _get_pool():
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(_NTHREADS - 1, thread_name_prefix="scratchgen-cpu")
-    return _pool
-
-
-def _split(fn, total, work, *args):
-    """fn(*args, t0, t1) over 0 <= t < total, split across cores when work is large."""
-    parts = min(_NTHREADS, total)
-    if parts <= 1 or work < _MIN_SPLIT:
-        fn(*args, 0, total)
-        return
-    bounds = [total * i // parts for i in range(parts + 1)]
-    pool = _get_pool()
-    futs = [pool.submit(fn, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    fn(*args, bounds[0], bounds[1])
-    for f in futs:
-        f.result()
-
-
-def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, layout):
-    """layout 'nkp' -> (N, K, P); 'knp' -> (K, N*P)."""
+def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
+    """(K, N*P) columns: cols[r, n*P + a] = x_pad[n, c, i*sh + p, j*sw + q]."""
     n, c = x.shape[:2]
-    k, p = c * kh * kw, ho * wo
-    if layout == "nkp":
-        cols = np.empty((n, k, p), dtype=x.dtype)
-        rs, ns = p, k * p
-    else:
-        cols = np.empty((k, n * p), dtype=x.dtype)
-        fn = _im2col_rows_table if sw > 1 and wo <= 8 else _im2col_rows
-        _split(fn, k, n * k * p,
-               x.reshape(-1), n, c, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, ho, wo,
-               cols.reshape(-1))
-        return cols
-    _split(_im2col_flat, n * k, n * k * p,
-           x.reshape(-1), n, c, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, ho, wo,
-           cols.reshape(-1), rs, ns)
+    k = c * kh * kw
+    cols = np.empty((k, n * ho * wo), dtype=x.dtype)
+    fn = _im2col_rows_table if sw > 1 and wo <= 8 else _im2col_rows
+    fn(x.reshape(-1), n, c, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, ho, wo,
+       cols.reshape(-1), 0, k)
     return cols
 
 
 # ---------------------------------------------------------------- public kernels
 
-# cols layout per kernel, measured (benchmarks/NOTES.md): one big GEMM + a cheap output
-# transpose beats 64 per-sample GEMMs for forward and weight grad; for the input grad the
-# batched GEMM feeding col2im directly won on W4 (10.7 vs 12.7 ms).
-LAYOUT = {"fwd": "knp", "dx": "nkp", "dw": "knp"}
+# Winograd F(m, r) on polyphase components (``winograd.py``) by geometry: (k, s) -> m.
+# Only where it measured faster than im2col + GEMM (benchmarks/NOTES.md): 3x3/s1 with
+# F(2x2, 3x3). 4x4/s2 (D2 of W2) measured ~2x slower with F(2x2, 2x2) or F(3x3, 2x2) than
+# im2col, so it stays there; so do tiny channel counts, where the transforms dominate.
+WINOGRAD_M = {(3, 1): 2}
+# im2col route: chunks of about CHUNK_COLS GEMM columns (samples * Ho*Wo) on both cores with
+# 1-thread GEMMs when K = C*kh*kw <= SPLIT_MAX_K, else one chunk (im2col on one core,
+# OpenBLAS's own threads for the GEMM). Measured (benchmarks/NOTES.md): on a quiet machine
+# one chunk is faster for GEMM-bound D2 (K = 1024: 21.7 vs 25.4 ms; W2 1.89 vs 2.19 x torch),
+# split is faster for copy-bound D1 (2.0 vs 3.6 ms); beside another busy process, split keeps
+# W2 at 1.1x its quiet time where one chunk grows 2.9x (OpenBLAS workers spin-waiting for a
+# core). Robustness wins: split everywhere (lower SPLIT_MAX_K to 256 for quiet-machine speed).
+CHUNK_COLS = 1024
+SPLIT_MAX_K = 1 << 30
+
+
+def _im2col_chunks(n, p, k):
+    return batch_chunks(n, p, CHUNK_COLS) if k <= SPLIT_MAX_K else [(0, n)]
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def _winograd_m(c, o, kh, kw, sh, sw):
+    """Output tile size m of the Winograd route for this geometry, or 0 for im2col."""
+    if kh != kw or sh != sw or min(c, o) < WINOGRAD_MIN_CHANNELS:
+        return 0
+    return WINOGRAD_M.get((kh, sh), 0)
 
 
 def conv2d(x, w, stride, padding):
@@ -299,14 +224,24 @@ def conv2d(x, w, stride, padding):
     ho = out_size(h, kh, sh, ph)
     wo = out_size(wd, kw, sw, pw)
     p = ho * wo
+    m = _winograd_m(c, o, kh, kw, sh, sw)
+    if m:
+        r = -(-kh // sh)
+        u = winograd.filter_transform(winograd.phase_filters(w, sh, r), m, r, dt)
+        y = np.empty((n, o, ho, wo), dt)
+        return winograd.conv(x, u, sh, ph, pw, -(-ho // m), -(-wo // m), m, r, y, 1, 0, 0)
     w2 = w.reshape(o, c * kh * kw)
     if _is_pointwise(kh, kw, sh, sw, ph, pw):
         y = np.matmul(w2, x.reshape(n, c, p))
-    elif LAYOUT["fwd"] == "nkp":
-        y = np.matmul(w2, _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, "nkp"))
     else:
-        y2 = w2 @ _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, "knp")
-        y = np.ascontiguousarray(y2.reshape(o, n, p).transpose(1, 0, 2))
+        # per chunk of samples: im2col, one GEMM, a cheap transpose into y (NOTES.md)
+        y = np.empty((n, o, p), dt)
+
+        def run(n0, n1):
+            y2 = w2 @ _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo)
+            y[n0:n1] = y2.reshape(o, n1 - n0, p).transpose(1, 0, 2)
+
+        parallel_chunks(run, _im2col_chunks(n, p, c * kh * kw))
     return y.reshape(n, o, ho, wo)
 
 
@@ -319,20 +254,32 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
     n, o, ho, wo = gy.shape
     _, c, kh, kw = w.shape
     k, p = c * kh * kw, ho * wo
+    m = _winograd_m(c, o, kh, kw, sh, sw)
+    if m:
+        # the stride-1 correlation of gy with the flipped kernel components, its s*s output
+        # phases interleaved into gx; output row u' is gx_pad row s*(u0 + u') + a
+        r = -(-kh // sh)
+        g = winograd.phase_filters(w, sh, r)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        u = winograd.filter_transform(g, m, r, dt)
+        u0h, u0w = ph // sh, pw // sw
+        th = -(-((h - 1 + ph) // sh + 1 - u0h) // m)
+        tw = -(-((wd - 1 + pw) // sw + 1 - u0w) // m)
+        gx = np.empty((n, c, h, wd), dt)
+        return winograd.conv(gy, u, 1, r - 1 - u0h, r - 1 - u0w, th, tw, m, r, gx, sh,
+                             ph - sh * u0h, pw - sw * u0w)
     w2t = w.reshape(o, k).T  # (K, O), F-ordered view: BLAS takes it transposed
     g3 = gy.reshape(n, o, p)
     if _is_pointwise(kh, kw, sh, sw, ph, pw) and ho == h and wo == wd:
         return np.matmul(w2t, g3).reshape(n, c, h, wd)
     gx = np.empty((n, c, h, wd), dtype=dt)
-    if LAYOUT["dx"] == "nkp":
-        dcols = np.matmul(w2t, g3)  # (N, K, P)
-        rs, ns = p, k * p
-    else:
-        gyt = np.ascontiguousarray(g3.transpose(1, 0, 2)).reshape(o, n * p)
-        dcols = w2t @ gyt  # (K, N*P)
-        rs, ns = n * p, p
-    _split(_col2im_flat, n * c, n * k * p,
-           dcols.reshape(-1), rs, ns, n, c, h, wd, kh, kw, sh, sw, ph, pw, ho, wo, gx.reshape(-1))
+
+    def run(n0, n1):
+        # batched GEMM (N, K, P) feeding col2im directly: 10.4 vs 13.0 ms for one big GEMM
+        dcols = np.matmul(w2t, g3[n0:n1])
+        _col2im_flat(dcols.reshape(-1), p, k * p, n1 - n0, c, h, wd, kh, kw, sh, sw, ph, pw,
+                     ho, wo, gx[n0:n1].reshape(-1), 0, (n1 - n0) * c)
+
+    parallel_chunks(run, _im2col_chunks(n, p, c * kh * kw))
     return gx
 
 
@@ -345,21 +292,26 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
     n, c, h, wd = x.shape
     _, o, ho, wo = gy.shape
     k, p = c * kh * kw, ho * wo
+    m = _winograd_m(c, o, kh, kw, sh, sw)
+    if m:
+        r = -(-kh // sh)
+        d = winograd.weight_grad(x, gy, sh, ph, pw, -(-ho // m), -(-wo // m), m, r)
+        d = d.reshape(o, c, sh, sh, r, r).transpose(0, 1, 4, 2, 5, 3)
+        return np.ascontiguousarray(d.reshape(o, c, sh * r, sh * r)[:, :, :kh, :kw], dtype=dt)
+    # one GEMM over the joint (n, p) axis. Computed as gw^T = cols(K, NP) @ gy^T(NP, O):
+    # OpenBLAS (2 threads) stalls on the other orientation when O*K is skinny
+    # (D1: 8.0 ms vs 0.29 ms; D2: 84 vs 8 ms under load; W4 no worse).
     g3 = gy.reshape(n, o, p)
-    if LAYOUT["dw"] == "knp":
-        # one GEMM over the joint (n, p) axis. Computed as gw^T = cols(K, NP) @ gy^T(NP, O):
-        # OpenBLAS (2 threads) stalls on the other orientation when O*K is skinny
-        # (D1: 8.0 ms vs 0.29 ms; D2: 84 vs 8 ms under load; W4 no worse).
-        if n == 1 and _is_pointwise(kh, kw, sh, sw, ph, pw):
-            cols = x.reshape(k, p)
+    parts = []
+
+    def run(n0, n1):
+        if n1 - n0 == 1 and _is_pointwise(kh, kw, sh, sw, ph, pw):
+            cols = x[n0].reshape(k, p)
         else:
-            cols = _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, "knp")
-        gyt = np.ascontiguousarray(g3.transpose(1, 0, 2)).reshape(o, n * p)
-        gw = np.ascontiguousarray((cols @ gyt.T).T)
-    else:
-        if _is_pointwise(kh, kw, sh, sw, ph, pw):
-            cols = x.reshape(n, k, p)
-        else:
-            cols = _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, "nkp")
-        gw = np.matmul(g3, cols.transpose(0, 2, 1)).sum(0)
-    return gw.reshape(o, c, kh, kw)
+            cols = _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo)
+        gyt = np.ascontiguousarray(g3[n0:n1].transpose(1, 0, 2)).reshape(o, (n1 - n0) * p)
+        parts.append(cols @ gyt.T)
+
+    parallel_chunks(run, _im2col_chunks(n, p, c * kh * kw))
+    gw = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
+    return np.ascontiguousarray(gw.T).reshape(o, c, kh, kw)

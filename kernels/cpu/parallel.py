@@ -1,0 +1,80 @@
+"""Both cores busy without spin-fights: chunks of a conv's batch on plain threads, each doing
+its own numba copies/transforms and a *single-threaded* OpenBLAS GEMM.
+
+OpenBLAS's own threads spin-wait after each call; a numba loop or a second GEMM started
+meanwhile on the other core fights them (``benchmarks/NOTES.md``), and with another process on
+the machine a spinning worker loses whole scheduler slices (``benchmarks/PROFILE.md``). Here
+OpenBLAS is set to one thread for the duration of the call (threadpoolctl, at run time: the
+user's environment is not touched, and the previous count is restored), and the work is split
+into more chunks than threads, taken from a shared counter: a thread whose core is busy
+elsewhere simply takes fewer chunks. Idle workers sleep on a futex.
+"""
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from threadpoolctl import ThreadpoolController
+
+_lock = threading.Lock()
+_state = {}
+
+
+def n_threads():
+    """Cores this process may run on (its affinity mask), at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+def _blas():
+    if "blas" not in _state:
+        _state["blas"] = ThreadpoolController().select(user_api="blas")
+    return _state["blas"]
+
+
+def _pool(n):
+    if _state.get("pool_size") != n:
+        _state["pool"] = ThreadPoolExecutor(n, thread_name_prefix="scratchgen-cpu")
+        _state["pool_size"] = n
+    return _state["pool"]
+
+
+def batch_chunks(n, cols_per_sample, target):
+    """Equal sample ranges covering 0..n, about ``target`` GEMM columns each, their number a
+    multiple of ``n_threads()`` when n allows (4 chunks of 16 on 2 cores, not 21+21+21+1)."""
+    nt = n_threads()
+    k = max(1, round(n * cols_per_sample / target))
+    k = min(n, -(-k // nt) * nt)
+    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
+def parallel_chunks(fn, chunks):
+    """fn(*chunk) for every chunk, spread over ``n_threads()`` threads (the caller is one),
+    with BLAS single-threaded meanwhile. fn must release the GIL for its heavy parts (nogil
+    numba loops, NumPy matmul) and write disjoint outputs per chunk. A single chunk runs as is,
+    BLAS threads untouched. Serialised per process: the BLAS thread count is global."""
+    if len(chunks) == 1:  # nothing to split: BLAS keeps its own threads
+        with _lock:
+            fn(*chunks[0])
+        return
+    nt = min(n_threads(), len(chunks))
+    with _lock, _blas().limit(limits=1):
+        if nt <= 1:
+            for ch in chunks:
+                fn(*ch)
+            return
+        ids = itertools.count()  # next() is atomic under the GIL
+
+        def worker():
+            for i in ids:
+                if i >= len(chunks):
+                    return
+                fn(*chunks[i])
+
+        futs = [_pool(nt - 1).submit(worker) for _ in range(nt - 1)]
+        worker()
+        for f in futs:
+            f.result()

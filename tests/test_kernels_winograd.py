@@ -1,0 +1,138 @@
+"""The Winograd / polyphase route of the ``cpu`` conv kernels against the float64 reference.
+
+The route is forced on (any channel count, every F(m, r) the code offers) so that hypothesis
+can draw small random geometries: batch, channels, odd sizes, padding 0..2, stride 1 (3x3 and
+other k) and stride 2 (4x4, odd k: kernel components zero-padded).
+
+float32 error against the float64 reference on W4's geometry (64 -> 128 channels, 3x3, pad 1,
+14x14, batch 8, N(0,1) data), as (max |error| / the scale in ``rel_err``; / max |reference|)
+for forward, input grad, weight grad:
+
+    im2col + GEMM      1.3e-7, 6.0e-8, 7.6e-8;  5.7e-7, 3.4e-7, 5.2e-7
+    F(2x2,3x3)         1.1e-7, 7.9e-8, 1.5e-7;  4.6e-7, 4.5e-7, 1.0e-6   (used for 3x3/s1)
+    F(4x4,3x3)         1.7e-6, 1.7e-6, 9.5e-7;  7.5e-6, 9.8e-6, 6.5e-6   (not used)
+
+so F(2x2,3x3) is as accurate as im2col and F(4x4,3x3) loses about a digit. The bounds in
+``TOL32`` hold these with a margin; float64 agrees to ~1e-15 for every F(m, r).
+"""
+from contextlib import contextmanager
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from scratchgen.kernels import cpu, reference
+from scratchgen.kernels.cpu import conv as cc
+from scratchgen.kernels.cpu import winograd
+
+# max |error| / max |reference|: float32 per tile size alpha = m + r - 1 (the transforms'
+# points: 0, +-1 up to alpha = 4, then +-2 too, which costs about a digit), float64 for all
+TOL32 = {2: 2e-6, 3: 2e-6, 4: 2e-6, 5: 2e-5, 6: 2e-5}
+TOL64 = 1e-12
+
+
+@contextmanager
+def route(k, s, m):
+    """Force the Winograd route with output tile m for (k, s), whatever the channel count."""
+    with mock.patch.object(cc, "WINOGRAD_M", {(k, s): m}), \
+            mock.patch.object(cc, "WINOGRAD_MIN_CHANNELS", 1):
+        yield
+
+
+def rel_err(got, want, scale, ab):
+    """max |got - want| / max(max scale, ab); scale = the same kernel on |inputs| (the size of
+    the rounded sums, so cancellation in want does not inflate the error), ab = the product
+    of the two inputs' largest entries (Winograd's transforms mix a tile's entries, so a
+    lone small product is rounded on that scale)."""
+    assert got.shape == want.shape
+    return float(np.abs(got - want).max() / max(float(scale.max()), ab, 1e-300))
+
+
+def three(kern, x, w, gy, k, s, p, hw):
+    return (kern.conv2d(x, w, (s, s), (p, p)),
+            kern.conv2d_input_grad(gy, w, hw, (s, s), (p, p)),
+            kern.conv2d_weight_grad(x, gy, (k, k), (s, s), (p, p)))
+
+
+def check(n, c, o, h, wd, k, s, p, m, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, wd))
+    w = rng.standard_normal((o, c, k, k))
+    gy = rng.standard_normal(reference.conv2d(x, w, (s, s), (p, p)).shape)
+    want = three(reference, x, w, gy, k, s, p, (h, wd))
+    scale = three(reference, abs(x), abs(w), abs(gy), k, s, p, (h, wd))
+    with route(k, s, m):
+        assert cc._winograd_m(c, o, k, k, s, s) == m
+        got = three(cpu, x.astype(dtype), w.astype(dtype), gy.astype(dtype), k, s, p, (h, wd))
+    tol = TOL32[m + -(-k // s) - 1] if dtype == np.float32 else TOL64
+    mx, mw, mg = (float(abs(a).max()) for a in (x, w, gy))
+    for g, wv, sc, ab in zip(got, want, scale, (mx * mw, mg * mw, mx * mg)):
+        assert g.dtype == np.dtype(dtype) and g.flags.c_contiguous
+        assert rel_err(g, wv, sc, ab) < tol
+
+
+@st.composite
+def wino_case(draw):
+    s, k, m = draw(st.sampled_from([(1, 3, 2), (1, 3, 4), (1, 2, 2), (1, 5, 2),
+                                    (2, 4, 2), (2, 4, 3), (2, 3, 2), (2, 5, 2)]))
+    p = draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, k - 2 * p), 11))
+    wd = draw(st.integers(max(1, k - 2 * p), 11))
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4)), h, wd,
+            k, s, p, m, draw(st.sampled_from([np.float32, np.float64])),
+            draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(deadline=None, max_examples=80)
+@given(wino_case())
+def test_winograd_route_matches_reference(case):
+    check(*case)
+
+
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 2), (3, 2)])
+def test_matrices_compute_a_correlation(m, r):
+    """A^T [(G g) (.) (B^T d)] = the valid correlation of d (alpha) with g (r), float64."""
+    at, g, bt = winograd.matrices(m, r)
+    rng = np.random.default_rng(m * 10 + r)
+    for _ in range(5):
+        gv, d = rng.standard_normal(r), rng.standard_normal(m + r - 1)
+        want = np.array([d[i:i + r] @ gv for i in range(m)])
+        np.testing.assert_allclose(at @ ((g @ gv) * (bt @ d)), want, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_w4_float32_error(m):
+    """The float32 error stated in the module docstring, on W4's geometry (batch 8)."""
+    check(8, 64, 128, 14, 14, 3, 1, 1, m, np.float32, seed=5)
+
+
+def test_routes_by_geometry():
+    assert cc._winograd_m(64, 128, 3, 3, 1, 1) == cc.WINOGRAD_M[(3, 1)]  # W4: Winograd
+    assert cc._winograd_m(1, 64, 4, 4, 2, 2) == 0                        # D1: im2col
+    assert cc._winograd_m(64, 128, 3, 3, 2, 2) == 0                      # no such route
+    assert cc._winograd_m(64, 128, 3, 5, 1, 1) == 0                      # non-square
+    assert len(cc._im2col_chunks(64, 196, 16)) > 1      # D1: split
+    assert len(cc._im2col_chunks(64, 49, 1024)) > 1     # D2: split too (robust under load)
+    assert cc._im2col_chunks(64, 49, cc.SPLIT_MAX_K + 1) == [(0, 64)]
+
+
+def test_blas_thread_count_is_restored():
+    """The kernels set OpenBLAS to one thread only while they run."""
+    from threadpoolctl import threadpool_info
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    x = np.ones((4, 16, 6, 6), np.float32)
+    cpu.conv2d(x, np.ones((16, 16, 3, 3), np.float32), (1, 1), (1, 1))
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+def test_chunks_cover_the_batch_once():
+    from scratchgen.kernels.cpu.parallel import batch_chunks, n_threads
+    for n, t, target in [(1, 49, 512), (64, 49, 512), (64, 49, 1024), (7, 1000, 512),
+                         (5, 1, 512)]:
+        ch = batch_chunks(n, t, target)
+        assert ch[0][0] == 0 and ch[-1][1] == n
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(ch, ch[1:]))
+        sizes = [b - a for a, b in ch]
+        assert max(sizes) - min(sizes) <= 1
+        assert len(ch) == n or len(ch) % n_threads() == 0
