@@ -25,7 +25,8 @@ def test_dry_run_prints_every_stage_in_order_and_creates_nothing(tmp_path):
     wanted = [
         "pip install -q --no-deps --no-build-isolation --no-index -e .",
         "tools/gpu_check.py versions",
-        "-m pytest -q -x -p no:cacheprovider tests/test_kernels_cuda.py",
+        "-m pytest -q -x -p no:cacheprovider --ignore=tests/test_notebooks.py "
+        "--ignore=tests/test_install.py tests/test_kernels_cuda.py",
         "-m scratchgen --backend cuda gradcheck",
         f"train wgan-gp --dataset 8gaussians --steps 1000 --out {logs}/runs/wgan-gp",
         "train vae --dataset mnist --split test --data-dir /data/mnist --steps 300 --out "

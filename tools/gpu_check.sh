@@ -9,6 +9,7 @@
 #   versions   CuPy, CUDA runtime, driver, GPU, compute capability, numba, PyTorch, and the
 #              first-compile time (choosing the cuda backend compiles every kernel)
 #   pytest     SCRATCHGEN_BACKEND=cuda python -m pytest -q -x, the kernel tests first
+#              (without the host-only notebook and pip-install tests)
 #   gradcheck  scratchgen gradcheck on the cuda backend (first and second order)
 #   wgan-gp    scratchgen train wgan-gp --dataset 8gaussians --steps 1000
 #   vae        a short VAE on MNIST's test split (the t10k IDX files, all ../shared holds)
@@ -105,7 +106,8 @@ sgc="$py -m scratchgen --backend cuda"
 # (offline, so no build isolation: needs setuptools>=70.1, or an older one plus wheel)
 stage install 120 "$py -m pip install -q --no-deps --no-build-isolation --no-index -e . && $py -c 'import scratchgen; print(\"scratchgen from\", scratchgen.__file__)'"
 stage versions 90 "$py tools/gpu_check.py versions"
-stage pytest 240 "$py -m pytest -q -x -p no:cacheprovider tests/test_kernels_cuda.py tests/test_backend.py tests scratchgen"
+# host-only tests are left out: the notebooks (the GPU image has no nbclient) and the pip install
+stage pytest 240 "$py -m pytest -q -x -p no:cacheprovider --ignore=tests/test_notebooks.py --ignore=tests/test_install.py tests/test_kernels_cuda.py tests/test_backend.py tests scratchgen"
 stage gradcheck 90 "$sgc gradcheck"
 stage wgan-gp 120 "$sgc train wgan-gp --dataset 8gaussians --steps 1000 --out $runs/wgan-gp"
 if [ -n "$mnist" ]; then

@@ -94,15 +94,22 @@ def cat(tensors, axis=0, *, dim=None):
     """Concatenate a sequence of tensors along ``axis`` (or PyTorch's ``dim``)."""
     axis = _dim_or_axis("cat", dim, axis)
     tensors = list(tensors)
-    if not tensors:
-        raise ValueError("concatenate needs at least one tensor")
-    nd = _data(tensors[0]).ndim
-    for k, t in enumerate(tensors):
-        s0, sk = _data(tensors[0]).shape, _data(t).shape
-        if len(sk) != nd or any(a != b for j, (a, b) in enumerate(zip(s0, sk)) if j != axis % nd):
-            raise ValueError(f"concatenate along axis {axis}: tensor {k} has shape {sk}, "
-                             f"incompatible with tensor 0's {s0}")
+    _same_shapes(f"concatenate along axis {axis}", tensors, except_axis=axis)
     return concatenate(*tensors, axis=axis)
+
+
+def _same_shapes(what, tensors, except_axis=None):
+    """Tensor 0's shape, after checking every tensor has it (but for ``except_axis``)."""
+    if not tensors:
+        raise ValueError(f"{what} needs at least one tensor")
+    s0 = _data(tensors[0]).shape
+    skip = None if except_axis is None else except_axis % max(len(s0), 1)
+    for k, t in enumerate(tensors):
+        sk = _data(t).shape
+        if len(sk) != len(s0) or any(a != b for j, (a, b) in enumerate(zip(s0, sk)) if j != skip):
+            raise ValueError(f"{what}: tensor {k} has shape {sk}, incompatible with tensor 0's "
+                             f"{s0}")
+    return s0
 
 
 def stack(tensors, axis=0, *, dim=None):
@@ -110,12 +117,7 @@ def stack(tensors, axis=0, *, dim=None):
     concatenate."""
     axis = _dim_or_axis("stack", dim, axis)
     tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack needs at least one tensor")
-    shape = _data(tensors[0]).shape
-    for k, t in enumerate(tensors):
-        if _data(t).shape != shape:
-            raise ValueError(f"stack: tensor {k} has shape {_data(t).shape}, tensor 0 {shape}")
+    shape = _same_shapes("stack", tensors)
     ax = axis % (len(shape) + 1)
     new = shape[:ax] + (1,) + shape[ax:]
     return concatenate(*[reshape(t, new) for t in tensors], axis=ax)

@@ -195,6 +195,15 @@ class SGD(Optimizer):
         p -= group["lr"] * d
 
 
+def _average_square(avg, g, decay):
+    """avg <- decay avg + (1 - decay) g^2 in place; returns the g^2 scratch array for reuse."""
+    avg *= decay
+    tmp = g * g
+    tmp *= 1 - decay
+    avg += tmp
+    return tmp
+
+
 class Adam(Optimizer):
     """Adam (PyTorch's form, weight decay added to the gradient):
 
@@ -239,10 +248,7 @@ class Adam(Optimizer):
         g = self._decayed(p, g, group["weight_decay"])
         m *= b1
         m += (1 - b1) * g
-        v *= b2
-        tmp = g * g
-        tmp *= 1 - b2
-        v += tmp
+        tmp = _average_square(v, g, b2)
         if group["amsgrad"]:
             vmax = state["max_exp_avg_sq"]
             xp.maximum(vmax, v, out=vmax)
@@ -302,10 +308,7 @@ class RMSprop(Optimizer):
                 state["grad_avg"] = xp.zeros_like(p)
         state["step"] += 1
         s = state["square_avg"]
-        s *= alpha
-        tmp = g * g
-        tmp *= 1 - alpha
-        s += tmp
+        tmp = _average_square(s, g, alpha)
         if group["centered"]:
             a = state["grad_avg"]
             a *= alpha
