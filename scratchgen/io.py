@@ -45,8 +45,10 @@ from scratchgen.autograd.tensor import Tensor
 MAGIC = "scratchgen-checkpoint"
 VERSION = 1
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+def _umask():
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
 
 
 class CheckpointError(OSError):
@@ -138,7 +140,7 @@ def atomic_write(path, write):
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -14,8 +14,6 @@ is known in advance (documented per function).
 """
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -25,31 +23,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from scratchgen.io import atomic_write  # noqa: E402
+
 DPI = 100
 TITLE_PX = 24  # height of the title strip above an image grid
 
 
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save_figure(fig, path):
-    """Save ``fig`` as PNG at ``path`` (parents made, atomic rename, mode ``0o666 & ~umask``
-    like any new file), close it; the ``Path``."""
+    """Save ``fig`` as PNG at ``path`` (parents made; atomic, as :func:`scratchgen.io.atomic_write`:
+    a killed writer leaves a ``.tmp`` that the next start removes), close it; the ``Path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would survive the rename
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, dpi=DPI, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format="png"))
     finally:
         plt.close(fig)
     return path
