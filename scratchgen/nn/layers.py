@@ -241,6 +241,7 @@ class Dropout(Module):
     from ``rng`` when ``forward(x, rng=...)`` is given one. For bit-exact resumption either
     pass ``rng`` or save ``self.generator.bit_generator.state``.
     """
+    repr_fields = ("p",)
 
     def __init__(self, p=0.5, seed=None):
         super().__init__()
@@ -260,9 +261,6 @@ class Dropout(Module):
         mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.p))
         return x * backend.asarray(mask)
 
-    def extra_repr(self):
-        return f"p={self.p}"
-
 
 # ---- activations and shapes -----------------------------------------------------------
 class ReLU(Module):
@@ -272,6 +270,7 @@ class ReLU(Module):
 
 class LeakyReLU(Module):
     """max(x, 0) + negative_slope min(x, 0)."""
+    repr_fields = ("negative_slope",)
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -279,9 +278,6 @@ class LeakyReLU(Module):
 
     def forward(self, x):
         return F.leaky_relu(x, negative_slope=self.negative_slope)
-
-    def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
 
 
 class Sigmoid(Module):
@@ -301,6 +297,7 @@ class Identity(Module):
 
 class Flatten(Module):
     """Merge dims start_dim..end_dim into one: (N, C, H, W) -> (N, C*H*W) by default."""
+    repr_fields = ("start_dim", "end_dim")
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
@@ -314,13 +311,11 @@ class Flatten(Module):
                              f"{self.end_dim} for input shape {shape}")
         return F.reshape(x, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
 
-    def extra_repr(self):
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
 
 class Unflatten(Module):
     """Split dim ``dim`` into ``unflattened_size``: Unflatten(1, (1, 28, 28)) maps
     (N, 784) -> (N, 1, 28, 28)."""
+    repr_fields = ("dim", "unflattened_size")
 
     def __init__(self, dim, unflattened_size):
         super().__init__()
@@ -334,6 +329,3 @@ class Unflatten(Module):
             raise ValueError(f"Unflatten: dim {self.dim} of input shape {shape} has size "
                              f"{shape[d]}, which is not the product of {sizes}")
         return F.reshape(x, shape[:d] + sizes + shape[d + 1:])
-
-    def extra_repr(self):
-        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -316,8 +316,10 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    repr_fields = ()  # attributes shown by the default extra_repr, as name=value
+
     def extra_repr(self):
-        return ""
+        return ", ".join(f"{k}={getattr(self, k)}" for k in self.repr_fields)
 
     def __repr__(self):
         extra = self.extra_repr()
