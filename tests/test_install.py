@@ -26,6 +26,7 @@ KERNEL_RUN = ("import numpy as np; from scratchgen.kernels import cpu as K; "
 def _env(cache):
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "PYTHONPATH")}
     env["XDG_CACHE_HOME"] = str(cache)
+    env["SCRATCHGEN_BACKEND"] = "cpu"  # the numba kernels' cache and the install layout
     return env
 
 
