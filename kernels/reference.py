@@ -69,6 +69,20 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
     return np.ascontiguousarray(gx[:, :, ph : ph + h, pw : pw + wd])
 
 
+def adam_arrays(p, g, m, v, v_max=None):
+    """(p, g, m, v[, v_max]) after checking what the fused kernels need: C-contiguous arrays
+    of p's float32/float64 dtype and shape; a clear error naming the first that is not."""
+    dt = p.dtype
+    arrays = (p, g, m, v) if v_max is None else (p, g, m, v, v_max)
+    for name, a in zip(("p", "g", "m", "v", "v_max"), arrays):
+        if a.dtype != dt or a.shape != p.shape or not a.flags.c_contiguous:
+            raise ValueError(f"adam_update: {name} must be C-contiguous {dt} of shape {p.shape}, "
+                             f"got {a.dtype} {a.shape} (contiguous={a.flags.c_contiguous})")
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"adam_update: float32 or float64 arrays expected, got {dt}")
+    return arrays
+
+
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2, v_max=None):
     """In place: g' = g + wd p;  m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;
     (v_max = max(v_max, v), used for v below, when given);

@@ -10,6 +10,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..reference import adam_arrays
+
 
 @njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 def _adam_flat(p, g, m, v, vmax, amsgrad, b1, c1, b2, c2, inv_sb2, eps, step, wd, decay):
@@ -38,16 +40,8 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2, v_max
 
     p, g, m, v (, v_max): C-contiguous arrays of one float dtype and shape; the scalars are
     rounded to that dtype first, as NumPy does with Python floats."""
-    dt = p.dtype
-    arrays = (p, g, m, v) if v_max is None else (p, g, m, v, v_max)
-    for name, a in zip(("p", "g", "m", "v", "v_max"), arrays):
-        if a.dtype != dt or a.shape != p.shape or not a.flags.c_contiguous:
-            raise ValueError(f"adam_update: {name} must be C-contiguous {dt} of shape {p.shape}, "
-                             f"got {a.dtype} {a.shape} (contiguous={a.flags.c_contiguous})")
-    if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"adam_update: float32 or float64 arrays expected, got {dt}")
-    f = dt.type
-    flat = [a.reshape(-1) for a in arrays]
+    f = p.dtype.type
+    flat = [a.reshape(-1) for a in adam_arrays(p, g, m, v, v_max)]
     vm = flat[4] if v_max is not None else flat[3]
     _adam_flat(flat[0], flat[1], flat[2], flat[3], vm, v_max is not None,
                f(beta1), f(1 - beta1), f(beta2), f(1 - beta2), f(1 / math.sqrt(bc2)), f(eps),

@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from ..reference import adam_arrays
+
 __all__ = [
     "out_size", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "adam_update",
     "self_test", "SOURCE_DIR", "CU_SOURCES", "MAX_COLS_BYTES",
@@ -246,14 +248,8 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2, v_max
 
     p, g, m, v (, v_max): C-contiguous device arrays of one float dtype and shape; the
     scalars are rounded to that dtype first, as in the cpu kernel."""
+    adam_arrays(p, g, m, v, v_max)
     dt = p.dtype
-    arrays = (p, g, m, v) if v_max is None else (p, g, m, v, v_max)
-    for name, a in zip(("p", "g", "m", "v", "v_max"), arrays):
-        if a.dtype != dt or a.shape != p.shape or not a.flags.c_contiguous:
-            raise ValueError(f"adam_update: {name} must be C-contiguous {dt} of shape {p.shape}, "
-                             f"got {a.dtype} {a.shape} (contiguous={a.flags.c_contiguous})")
-    if dt not in _SUFFIX:
-        raise TypeError(f"adam_update: float32 or float64 arrays expected, got {dt}")
     f = dt.type
     _launch(_kernel("optim.cu", "adam", dt), p.size,
             (p, g, m, v, v if v_max is None else v_max, np.int64(p.size),
