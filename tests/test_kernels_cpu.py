@@ -178,3 +178,16 @@ def test_adam_update_matches_reference(dtype, wd, amsgrad):
     g = np.zeros(shape, dtype)
     with pytest.raises(ValueError, match="v must be C-contiguous"):
         cpu.adam_update(p0, g, g.copy(), np.zeros((53, 37), dtype).T, lr, b1, b2, eps, wd, 1, 1)
+
+
+@pytest.mark.parametrize("c,o,k,s,p", [(64, 128, 4, 2, 1), (32, 32, 3, 1, 1)])
+def test_weight_grad_is_the_same_bits_every_call(c, o, k, s, p):
+    """The batch is split over threads; the per-chunk sums must be added in chunk order, not
+    in the order the threads finish, or training is not reproducible (nor resume bit-exact)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, c, 14, 14)).astype(np.float32)
+    ho = (14 + 2 * p - k) // s + 1
+    gy = rng.standard_normal((64, o, ho, ho)).astype(np.float32)
+    first = cpu.conv2d_weight_grad(x, gy, (k, k), s, p)
+    for _ in range(20):
+        np.testing.assert_array_equal(cpu.conv2d_weight_grad(x, gy, (k, k), s, p), first)

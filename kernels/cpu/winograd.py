@@ -257,7 +257,7 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
     al = m + r - 1
     t_ = th * tw
     xf, gf = x.reshape(-1), gy.reshape(-1)
-    parts = []
+    parts = {}  # by chunk start: summed in chunk order, whichever thread finished first
 
     def run(n0, n1):
         k = (n1 - n0) * t_
@@ -265,8 +265,8 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
         _tile_transform(xf, n0, n1, c, h, w, s, pt, pl, th, tw, m, bt, v.reshape(-1))
         gt = np.empty((al * al, o, k), dt)
         _tile_transform(gf, n0, n1, o, ho, wo, 1, 0, 0, th, tw, m, a_, gt.reshape(-1))
-        parts.append(np.matmul(gt, v.transpose(0, 2, 1)))
+        parts[n0] = np.matmul(gt, v.transpose(0, 2, 1))
 
     parallel_chunks(run, batch_chunks(n, t_, 512))
-    du = np.sum(parts, axis=0, dtype=np.float64).reshape(al, al, o, c * s * s)
+    du = np.sum([parts[k] for k in sorted(parts)], axis=0, dtype=np.float64).reshape(al, al, o, c * s * s)
     return np.einsum("ap,aboc,bq->ocpq", gm, du, gm, optimize=True)
