@@ -199,11 +199,11 @@ def digit_classifier(images, labels, held_out=None, recipe=None, warn=None, log=
 
 def has_digits(data):
     """Whether ``data`` (a :class:`~scratchgen.data.DataSource`) are labelled 28x28 digits in
-    [-1, 1]: training and held-out labels at hand, ``'symmetric'`` preprocessing."""
+    [-1, 1]: training and (at least 4) held-out labels at hand, ``'symmetric'`` preprocessing."""
     train = data.training_set()
     return (data.kind == "images" and tuple(data.shape) == (1, 28, 28)
             and data.preprocess == "symmetric" and data.held_out.labels is not None
-            and train is not None and train[1] is not None)
+            and len(data.held_out.labels) >= 4 and train is not None and train[1] is not None)
 
 
 class DigitMetrics:
