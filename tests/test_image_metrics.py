@@ -121,13 +121,15 @@ def test_training_set_holds_no_held_out_example(mnist, tmp_path):
 
 def test_classifier_is_cached_by_data_and_recipe(mnist, cache):
     x, y = mnist.training_set()
-    x, y = x[:256], y[:256]
+    recipe = dict(QUICK, max_images=256)
     held = (mnist.held_out.x[:100], mnist.held_out.labels[:100])
     log = []
-    first = C.digit_classifier(x, y, held_out=held, recipe=QUICK, **_quiet(log))
+    first = C.digit_classifier(x[:300], y[:300], held_out=held, recipe=recipe, **_quiet(log))
     assert len(log) == 1 and log[0].startswith("training the digit classifier once (256 images")
-    assert first.path.parent == cache and first.path.exists()
-    again = C.digit_classifier(x, y, held_out=held, recipe=QUICK, **_quiet(log))
+    x, y = x[:256], y[:256]  # the recipe's max_images: the rest are not used
+    assert first.path == C.cache_path(x, y, recipe) and first.path.parent == cache
+    assert first.path.exists()
+    again = C.digit_classifier(x, y, held_out=held, recipe=recipe, **_quiet(log))
     assert len(log) == 1 and again.path == first.path  # loaded, not retrained
     for k, v in first.net.state_dict().items():
         assert np.array_equal(np.asarray(v), np.asarray(again.net.state_dict()[k]))
@@ -136,8 +138,8 @@ def test_classifier_is_cached_by_data_and_recipe(mnist, cache):
     y2[0] = (y2[0] + 1) % 10
     x2 = x.copy()
     x2[0, 0, 0] ^= 1
-    paths = {first.path, C.cache_path(x, y2, QUICK), C.cache_path(x2, y, QUICK),
-             C.cache_path(x, y, dict(QUICK, seed=1)), C.cache_path(x, y, dict(QUICK, lr=2e-3))}
+    paths = {first.path, C.cache_path(x, y2, recipe), C.cache_path(x2, y, recipe),
+             C.cache_path(x, y, dict(recipe, seed=1)), C.cache_path(x, y, dict(recipe, lr=2e-3))}
     assert len(paths) == 5
 
 

@@ -209,7 +209,7 @@ class _AdversarialTask(Task):
         """The run's :class:`~scratchgen.models.classifier.DigitMetrics` (the digit classifier
         loaded or trained once, the held-out features), or None unless the data are labelled
         digits."""
-        return DigitMetrics(self.data) if has_digits(self.data) else None
+        return DigitMetrics(self.data, self.hp.eval_samples) if has_digits(self.data) else None
 
     def evaluate(self, rng):
         """Metrics of ``eval_samples`` samples against as many held-out examples. Points:
