@@ -216,10 +216,10 @@ def scatter2d(points, path, title=None, lim=None, size=(5, 5), s=3, alpha=0.5,
 RESERVED_KEYS = ("step", "time", "kind", "it_s")
 # Metrics drawn in one panel because comparing them is the point: members -> panel title.
 OVERLAYS = {("w1", "critic_w1", "w1_estimate"): "W1: exact vs the critic's estimate",
-            ("fd", "fd_floor"): "FD in a digit classifier's features"}
+            ("fd", "fd_floor", "fd_train"): "FD in a digit classifier's features"}
 LEGEND = {"w1": "exact", "critic_w1": "critic, eval samples",
           "w1_estimate": "critic, training batches", "fd": "generated vs held-out",
-          "fd_floor": "held-out halves (floor)"}
+          "fd_floor": "held-out halves (floor)", "fd_train": "training vs held-out"}
 LABELS = {"w1": "exact W1 (generated vs data)", "critic_w1": "critic's W1 estimate",
           "w1_estimate": "critic's W1 estimate", "sliced_w1": "sliced W1 (generated vs data)",
           "modes": "modes covered", "high_quality": "fraction near a mode",

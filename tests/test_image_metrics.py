@@ -186,7 +186,8 @@ def test_classifier_learns_digits(mnist, digit_cache):
 
 
 # ---- an MNIST GAN run reports them --------------------------------------------------------------
-KEYS = ("fd", "fd_floor", "coverage", "confidence", "mnist_score", "classifier_accuracy")
+KEYS = ("fd", "fd_floor", "fd_train", "coverage", "confidence", "mnist_score",
+        "classifier_accuracy")
 
 
 def test_mnist_gan_run_reports_the_image_metrics(tmp_path, digit_cache, capsys):
@@ -201,7 +202,7 @@ def test_mnist_gan_run_reports_the_image_metrics(tmp_path, digit_cache, capsys):
     for e in evals + [json.loads((out / "eval.json").read_text())]:
         assert set(KEYS) <= set(e) and "sliced_w1" not in e
         assert 1 <= e["coverage"] <= 10 and 1 <= e["mnist_score"] <= 10 and e["fd"] > 0
-    assert evals[0]["fd_floor"] == evals[1]["fd_floor"]
+    assert evals[0]["fd_floor"] == evals[1]["fd_floor"] and evals[0]["fd"] > e["fd_train"]
     capsys.readouterr()
     assert main(["eval", str(out), "--no-plots"]) == 0
     printed = capsys.readouterr().out

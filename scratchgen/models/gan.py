@@ -214,7 +214,7 @@ class _AdversarialTask(Task):
     def evaluate(self, rng):
         """Metrics of ``eval_samples`` samples against as many held-out examples. Points:
         exact ``w1`` (and ``modes``, ``high_quality`` on toys). Labelled digits (MNIST): ``fd``,
-        ``fd_floor``, ``coverage``, ``confidence``, ``mnist_score``, ``classifier_accuracy``
+        ``fd_floor``, ``fd_train``, ``coverage``, ``confidence``, ``mnist_score``, ``classifier_accuracy``
         (see :class:`~scratchgen.models.classifier.DigitMetrics`). Other images (a .npy of
         28x28 images, no labels to train a classifier on): the pixel-space ``sliced_w1``. And
         the critic's view of both sets (:meth:`eval_critic`)."""
