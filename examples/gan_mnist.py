@@ -3,8 +3,9 @@
 Trains on the real MNIST test split (10,000 images, scaled to [-1, 1]; the last 1,000 are
 held out for the metric) and writes, for each model, sample grids of a fixed noise batch at
 a few points of training (``<model>_step<k>.png``) and one strip of all of them
-(``<model>_progress.png``); it prints the sliced W1 between 1,000 generated and the 1,000
-held-out images (pixel units of [-1, 1]) at each snapshot.
+(``<model>_progress.png``); it prints the FD between 1,000 generated and the 1,000 held-out
+images in the digit classifier's features (and the held-out halves' FD, the floor) and the
+classes covered at each snapshot.
 
 The default run trains the GAN for 600 steps (0.16 s a step on two quiet cores; 344 s on a
 busy machine), then WGAN-GP for 100 generator steps (each with 5 critic updates and a double
@@ -53,8 +54,9 @@ def train(cls, mnist_dir, steps, snapshots, out, seed):
             plots.image_grid(x, out / f"{task.name}_step{step}.png", nrow=8,
                              title=f"{task.name}, step {step}")
             m = task.evaluate(np.random.default_rng([seed, 3]))
-            print(f"{task.name:8s} step {step:4d}  sliced W1 {m['sliced_w1']:.4f}  "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(f"{task.name:8s} step {step:4d}  FD {m['fd']:.1f} (floor {m['fd_floor']:.1f})"
+                  f"  coverage {m['coverage']:.0f}  ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
         if step < steps:
             logs, batch = take_step(task, data, seed, step, batch)
             if not all(np.isfinite(v) for v in logs.values()):
