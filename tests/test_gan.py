@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import scratchgen as sg
-from scratchgen import nn
+from scratchgen import metrics, nn
 from scratchgen.losses import adversarial as A
 from scratchgen.models import gan as G
 from scratchgen.data import DataSource
@@ -360,6 +360,10 @@ def test_mnist_evaluate_on_hand_made_generators(mnist_data, digit_cache):
     assert good["coverage"] == 10 and blank["coverage"] == 1 and blank["mnist_score"] < 1.01
     assert good["mnist_score"] > 5 and good["classifier_accuracy"] > 0.7
     assert "sliced_w1" not in good
+    f = task.digit_metrics.real_features  # the floor: two held-out halves of eval_samples each
+    assert good["fd_floor"] == metrics.frechet_distance(f[:100], f[100:200])
+    task.G = Replay(mnist_data.training_set()[0][:100, None] / 127.5 - 1)  # the same digits
+    assert task.evaluate(np.random.default_rng(0))["fd"] == pytest.approx(good["fd_train"])
 
 
 def test_unlabelled_images_keep_the_sliced_w1(tmp_path):

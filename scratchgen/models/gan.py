@@ -32,7 +32,7 @@ import numpy as np
 
 import scratchgen as sg
 from scratchgen import backend, metrics, nn, optim, plots
-from scratchgen.data import TOY_DATASETS
+from scratchgen.data import STREAMS, TOY_DATASETS, step_rng
 from scratchgen.losses import adversarial as A
 from scratchgen.models.classifier import DigitMetrics, has_digits
 from scratchgen.optim.lr_scheduler import SCHEDULES as LR_SCHEDULES
@@ -266,12 +266,12 @@ class _AdversarialTask(Task):
         """The run's :class:`~scratchgen.models.classifier.DigitMetrics` (the digit classifier
         loaded or trained once, the held-out features), or None unless the data are labelled
         digits."""
-        return DigitMetrics(self.data) if has_digits(self.data) else None
+        return DigitMetrics(self.data, self.hp.eval_samples) if has_digits(self.data) else None
 
     def evaluate(self, rng):
         """Metrics of ``eval_samples`` samples against as many held-out examples. Points:
         exact ``w1`` (and ``modes``, ``high_quality`` on toys). Labelled digits (MNIST): ``fd``,
-        ``fd_floor``, ``coverage``, ``confidence``, ``mnist_score``, ``classifier_accuracy``
+        ``fd_floor``, ``fd_train``, ``coverage``, ``confidence``, ``mnist_score``, ``classifier_accuracy``
         (see :class:`~scratchgen.models.classifier.DigitMetrics`). Other images (a .npy of
         28x28 images, no labels to train a classifier on): the pixel-space ``sliced_w1``. And
         the critic's view of both sets (:meth:`eval_critic`)."""
@@ -299,11 +299,32 @@ class _AdversarialTask(Task):
     def eval_critic(self, real_scores, fake_scores):
         return {"critic_w1": float(real_scores.mean() - fake_scores.mean())}
 
-    def plots(self, run_dir, rng):
+    FIXED_SAMPLES, PROGRESS_SAMPLES = 64, 10
+
+    def fixed_samples(self):
+        """Samples of one fixed noise batch (``FIXED_SAMPLES`` z): the same z at every
+        evaluation and across resumes, drawn from the seed's ``fixed_noise`` stream, apart
+        from training's, so successive pictures show the generator's progress."""
+        return self.sample(self.FIXED_SAMPLES,
+                           step_rng(self.data.seed, 0, STREAMS["fixed_noise"]))
+
+    def plots(self, run_dir, rng, step=None):
+        """Images: ``samples.png``, the fixed-noise samples with the step in the title, and
+        (at a known step) ``progress.png``, the first ``PROGRESS_SAMPLES`` of them at every
+        evaluation so far (rows kept in ``progress.npz``, see
+        :func:`~scratchgen.plots.progress_strip`). Points: the samples over the data and the
+        critic's values over the plane."""
         run_dir = Path(run_dir)
         if not self.points:
-            return [plots.image_grid(self.sample(64, rng), run_dir / "samples.png", nrow=8,
-                                     title=f"{self.name} samples")]
+            x = self.fixed_samples()
+            at = "" if step is None else f", step {step}"
+            out = [plots.image_grid(x, run_dir / "samples.png", nrow=8,
+                                    title=f"{self.name} samples (fixed noise{at})")]
+            if step is not None:
+                out.append(plots.progress_strip(x[:self.PROGRESS_SAMPLES], step,
+                                                run_dir / "progress.png",
+                                                run_dir / "progress.npz"))
+            return out
         real, fake = self.held_out(1000), self.sample(1000, rng)
         return [plots.scatter2d({"data": real, self.name: fake}, run_dir / "samples.png",
                                 title=f"{self.name} on {self.data.name}"),
