@@ -42,9 +42,8 @@ __all__ = ["DigitNet", "DigitClassifier", "DigitMetrics", "digit_classifier", "h
 
 FORMAT = 1
 RECIPE = {"architecture": "conv16-conv32-fc128 relu, 4x4 stride-2 convs", "epochs": 2,
-          "max_images": 20000,
-          "batch_size": 64, "optimizer": "adam", "lr": 3e-3, "betas": [0.9, 0.999],
-          "seed": 0, "format": FORMAT}
+          "max_images": 20000, "batch_size": 64, "optimizer": "adam", "lr": 3e-3,
+          "betas": [0.9, 0.999], "seed": 0, "format": FORMAT}
 FEATURES = 128
 _BATCH = 500  # images per forward pass when measuring
 
@@ -73,9 +72,9 @@ def _as_images(x):
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
-        raise ValueError(f"the digit classifier takes images (N, 1, 28, 28) in [-1, 1]; got "
-                         f"shape {x.shape}")
+    if x.ndim != 4 or x.shape[1:] != (1, 28, 28) or len(x) == 0:
+        raise ValueError(f"the digit classifier takes images (N, 1, 28, 28) in [-1, 1], N >= 1; "
+                         f"got shape {x.shape}")
     return x
 
 
@@ -92,7 +91,7 @@ class DigitClassifier:
         with sg.no_grad():
             for i in range(0, len(x), _BATCH):
                 out.append(backend.to_numpy(fn(sg.tensor(x[i:i + _BATCH])).data))
-        return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+        return np.concatenate(out)
 
     def features(self, x):
         """(N, 128) float32 penultimate activations of images ``x`` (N, 1, 28, 28) in [-1, 1]."""
@@ -153,11 +152,10 @@ def train_classifier(x, y, recipe=None):
 def digit_classifier(images, labels, held_out=None, recipe=None, warn=None, log=None):
     """The digit classifier of training ``images`` (raw pixels: uint8 or floats in [0, 1],
     (N, 28, 28) or (N, 1, 28, 28); the first ``max_images`` of the recipe) and ``labels``
-    (N,): loaded from the cache, else trained
-    (announced on ``log``, default stdout) and cached. ``held_out``: ``(images, labels)``,
-    images (M, 1, 28, 28) in [-1, 1] never trained on; the classifier's ``accuracy`` is
-    measured there (NaN without). ``warn`` (default stderr) gets the one-line cache
-    warnings."""
+    (N,): loaded from the cache, else trained (announced on ``log``, default stdout) and
+    cached. ``held_out``: ``(images, labels)``, images (M, 1, 28, 28) in [-1, 1] never trained
+    on; the classifier's ``accuracy`` is measured there (NaN without). ``warn`` (default
+    stderr) gets the one-line cache warnings."""
     warn = warn or (lambda m: print(m, file=sys.stderr, flush=True))
     log = log or (lambda m: print(m, flush=True))
     r = RECIPE if recipe is None else recipe
