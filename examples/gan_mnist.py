@@ -11,11 +11,10 @@ held-out halves' FD, the floor) and the classes covered.
 The full run trains each model with the defaults of ``scratchgen train MODEL --dataset
 mnist`` (their MNIST recipes and step counts, about 10 minutes each on two quiet cores).
 
-``--quick`` (about a minute on two cores, 63 s measured on a busy machine once the digit
-classifier is cached) trains the GAN alone at half the width (``channels`` 32) and five times
-the learning rate (1e-3) for 400 steps: noise, then bright blobs (step 50), then strokes
-from which digits emerge (0, 3, 5, 7, 9 readable by steps 300-400, FD ~120-130 against a
-floor of 74).
+``--quick`` (about a minute on two cores: 63 s measured on a busy machine once the digit
+classifier is cached) trains the GAN alone, its MNIST recipe for 400 steps: noise, then
+bright blobs (step 50), then strokes from which digits emerge (0, 3, 5, 7, 9 readable by
+steps 300-400; FD ~120-130, where the held-out halves score 74).
 
     python examples/gan_mnist.py [--out runs/gan_mnist] [--quick] [--mnist DIR]
 """
@@ -34,7 +33,7 @@ from scratchgen.trainer import take_step
 
 DEFAULT_MNIST = os.environ.get("SCRATCHGEN_MNIST_DIR") or str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
-QUICK = {"steps": 400, "channels": 32, "lr": 1e-3}
+QUICK_STEPS = 400
 
 
 def train(name, mnist_dir, steps, snapshots, out, seed, overrides=None):
@@ -81,13 +80,13 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = (args.models or ("gan" if args.quick else "gan,wgan,wgan-gp")).split(",")
-    overrides = {k: v for k, v in QUICK.items() if k != "steps"} if args.quick else {}
+    overrides = {}
     for kv in args.overrides:
         if "=" not in kv:
             ap.error(f"--set {kv}: give KEY=VALUE")
         overrides.update([kv.split("=", 1)])
     for name in names:
-        steps = args.steps or (QUICK["steps"] if args.quick
+        steps = args.steps or (QUICK_STEPS if args.quick
                                else get_task(name).default_steps("mnist"))
         k = 8 if args.quick else 4
         snaps = sorted({round(i * steps / k) for i in range(k + 1)})

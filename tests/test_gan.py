@@ -298,7 +298,9 @@ def test_mnist_defaults_in_the_spec():
         config = trainer.new_config(name, dataset="mnist")
         assert config.steps == cls.default_steps("mnist")
         assert trainer.new_config(name, dataset="mnist", steps=7).steps == 7
-    assert get_task("gan").spec.defaults("mnist")["lr"] == 2e-4
+    gan = get_task("gan").spec
+    assert (gan.defaults("mnist")["lr"], gan.defaults("8gaussians")["lr"]) == (1e-3, 2e-4)
+    assert gan.defaults("mnist")["channels"] == 32
 
 
 @pytest.mark.parametrize("name", ["gan", "wgan", "wgan-gp"])
