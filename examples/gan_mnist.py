@@ -9,7 +9,7 @@ few points of training (``<model>_step<k>.png``) and a strip of their first rows
 held-out halves' FD, the floor) and the classes covered.
 
 The full run trains each model with the defaults of ``scratchgen train MODEL --dataset
-mnist`` (their MNIST recipes and step counts, about 10 minutes each on two quiet cores).
+mnist`` (their MNIST recipes and step counts, 3 to 10 minutes each on two quiet cores).
 
 ``--quick`` (about a minute on two cores: 63 s measured on a busy machine once the digit
 classifier is cached) trains the GAN alone, its MNIST recipe for 400 steps: noise, then

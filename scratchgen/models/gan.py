@@ -6,7 +6,7 @@ width ``channels``): batch normalisation in the generator, in the GAN's discrimi
 the clipped WGAN critic (as the DCGAN and WGAN papers), never in the WGAN-GP critic (the
 penalty needs each score to depend on its own image only). Samples come from the generator
 in eval mode (:meth:`~_AdversarialTask.generate`: running statistics). On MNIST the tasks
-default to about 10 minutes of training on two cores (``steps_by_dataset``).
+default to 3-10 minutes of training on two cores (``steps_by_dataset``).
 Tasks (``scratchgen train NAME``):
 
 * ``gan``: discriminator + generator, non-saturating generator loss (``--set loss=minimax``
@@ -17,7 +17,7 @@ Tasks (``scratchgen train NAME``):
   critic updates for the first 25 generator steps and every 500th); MNIST: ``channels`` 32,
   1,000 steps;
 * ``wgan-gp``: gradient penalty ``lam`` (10; 0.1 on toys), Adam(1e-4; 2e-4 on MNIST, betas
-  (0.5, 0.9)), ``n_critic`` = 5; MNIST: ``channels`` 32, 900 steps.
+  (0.5, 0.9)), ``n_critic`` = 5; MNIST: ``channels`` 32, 1,800 steps.
 
 The MNIST learning rates are above the papers' (measured at equal steps: the GAN at 1e-3 and
 width 32 reaches a lower Fréchet distance by step 500 than at 2e-4 and width 64 by step 2,500;
@@ -440,7 +440,7 @@ class WGANGPTask(_WassersteinTask):
     ``lam`` is 0.1 on points (the toy experiments) and 10 on images."""
 
     name = "wgan-gp"
-    steps_by_dataset = {"mnist": 900}
+    steps_by_dataset = {"mnist": 1800}
     spec = _COMMON + _adam_spec(1e-4, 0.9, mnist_lr=2e-4) + Spec(
         Param("n_critic", int, 5, "critic updates per generator update", low=1),
         Param("lam", float, 0.1, "gradient-penalty weight", low=0, by_dataset={"mnist": 10.0}))
