@@ -1,0 +1,527 @@
+"""Train the MNIST GAN recipes in scratchgen and, when importable, the same recipes in PyTorch;
+measure both with the same scratchgen classifier.
+
+    python benchmarks/gan_vs_torch.py [--models gan,wgan,wgan-gp] [--steps N] [--seed S]
+        [--data-dir DIR] [--split test] [--holdout 1000] [--set KEY=VALUE ...]
+        [--torch-noise] [--json PATH] [--lock PATH] [--check]
+
+Each model's scratchgen side is built and trained exactly as ``scratchgen train MODEL
+--dataset mnist`` builds and trains it (``trainer.new_config`` / ``trainer.build`` /
+``trainer.take_step``: the task's networks, optimisers, hyperparameters, batches and step
+RNGs). The PyTorch side is derived from it, never written separately:
+
+* the networks are translated layer by layer (:func:`translate`: the scratchgen
+  ``nn.Sequential`` walked, each layer mapped to its ``torch.nn`` twin, an unknown layer an
+  error) and start from scratchgen's initial weights and buffers;
+* the optimisers are the scratchgen ones' classes and hyperparameters (:func:`translate_optimizer`),
+  with the learning rate scratchgen had at each step (so an ``lr_schedule`` is followed);
+* a step (:class:`TorchGAN`) mirrors ``_AdversarialTask.train_step`` and the task's critic
+  step: the GAN's non-saturating (or minimax) losses through logits with one ``G(z)`` kept in
+  the graph; WGAN's critic loss and clipping of every critic parameter after each critic
+  update; WGAN-GP's penalty ``lam * mean (||grad_x D(x_hat)|| - 1)^2`` (double backward,
+  ``sqrt(sum g^2 + 1e-12)``, one uniform alpha per image); ``batches_per_step`` critic updates,
+  each on its own real batch (the same batches, by index, as scratchgen's);
+* the noise is by default drawn from the same step RNGs in the same order (``task.noise``,
+  then alpha), so both frameworks see the same z; ``--torch-noise`` draws PyTorch's from its
+  own generator (seeded by ``--seed``) instead.
+
+Before training, a one-step check (``--check`` runs only that) verifies the mirror: the same
+weights and inputs give the same G and D outputs (train and eval mode) to float32 rounding,
+and one training step from the same state gives the same gradients and weights.
+
+At the end both generators draw the evaluation's samples through the task's own ``sample``
+(the PyTorch network called in the scratchgen network's place, same noise) and both are
+measured by the same scratchgen classifier: Fréchet distance to the held-out images (with
+the real-vs-real floor), class coverage and mean confidence. ``--lock PATH`` holds an flock
+on PATH while each framework trains and is measured (one piece at a time on a shared machine).
+
+scratchgen itself never imports torch; this script does, when it can.
+"""
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import scratchgen as sg
+from scratchgen import backend, nn, trainer
+from scratchgen.data import STREAMS, step_rng
+from scratchgen.models import gan
+
+try:
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as TF
+except ImportError:  # scratchgen alone
+    torch = None
+
+TARGET = 1.2  # FD scratchgen / FD PyTorch
+TOL = {"forward": 2e-5, "loss": 1e-4, "grad": 1e-2, "weights": 1e-2}  # see check_model
+
+
+# ---- networks -------------------------------------------------------------------------------
+def _conv(m):
+    return tnn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                      m.dilation, m.groups, bias=m.bias is not None)
+
+
+def _conv_t(m):
+    return tnn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride,
+                               m.padding, m.output_padding, m.groups, bias=m.bias is not None,
+                               dilation=m.dilation)
+
+
+def _bn(m):
+    return getattr(tnn, type(m).__name__)(m.num_features, eps=m.eps, momentum=m.momentum,
+                                          affine=m.affine,
+                                          track_running_stats=m.track_running_stats)
+
+
+LAYERS = {  # scratchgen layer type -> its torch.nn twin (exact types: a subclass may differ)
+    nn.Linear: lambda m: tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None),
+    nn.Conv2d: _conv,
+    nn.ConvTranspose2d: _conv_t,
+    nn.BatchNorm1d: _bn,
+    nn.BatchNorm2d: _bn,
+    nn.ReLU: lambda m: tnn.ReLU(),
+    nn.LeakyReLU: lambda m: tnn.LeakyReLU(m.negative_slope),
+    nn.Tanh: lambda m: tnn.Tanh(),
+    nn.Sigmoid: lambda m: tnn.Sigmoid(),
+    nn.Identity: lambda m: tnn.Identity(),
+    nn.Flatten: lambda m: tnn.Flatten(m.start_dim, m.end_dim),
+    nn.Unflatten: lambda m: tnn.Unflatten(m.dim, m.unflattened_size),
+}
+
+
+def _twin(m):
+    if isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward:
+        return tnn.Sequential(*[_twin(c) for c in m])
+    make = LAYERS.get(type(m))
+    if make is None:
+        raise TypeError(f"no PyTorch translation for the scratchgen layer {type(m).__name__} "
+                        f"({m!r}); add one to LAYERS in {__file__}")
+    return make(m)
+
+
+def to_torch(a):
+    return torch.from_numpy(np.ascontiguousarray(backend.to_numpy(a)))
+
+
+def copy_state(module, twin):
+    """Copy scratchgen ``module``'s parameters, buffers and train/eval flags into ``twin``
+    (state-dict names and shapes must agree)."""
+    src, dst = module.state_dict(), twin.state_dict()
+    if list(src) != list(dst) or any(tuple(src[k].shape) != tuple(dst[k].shape) for k in src):
+        raise RuntimeError(f"{type(module).__name__}: state differs from its PyTorch twin: "
+                           f"{[(k, tuple(v.shape)) for k, v in src.items()]} vs "
+                           f"{[(k, tuple(v.shape)) for k, v in dst.items()]}")
+    with torch.no_grad():
+        for k, v in src.items():
+            dst[k].copy_(to_torch(v).reshape(dst[k].shape))
+    for (_, a), (_, b) in zip(module.named_modules(), twin.named_modules()):
+        b.training = a.training
+
+
+def translate(module):
+    """A ``torch.nn`` module computing what scratchgen ``module`` computes, holding its
+    current weights and buffers."""
+    twin = _twin(module)
+    copy_state(module, twin)
+    return twin
+
+
+def translate_optimizer(opt, module, twin):
+    """The ``torch.optim`` twin of scratchgen optimiser ``opt`` over ``module``'s parameters
+    (same class name and hyperparameters), acting on ``twin``'s."""
+    if len(opt.param_groups) != 1 or [id(p) for p in opt.param_groups[0]["params"]] != \
+            [id(p) for p in module.parameters()]:
+        raise RuntimeError(f"{type(opt).__name__}: expected one parameter group holding "
+                           f"{type(module).__name__}'s parameters in order")
+    cls = getattr(torch.optim, type(opt).__name__, None)
+    if cls is None:
+        raise TypeError(f"no PyTorch twin for the optimiser {type(opt).__name__}")
+    hp = {k: v for k, v in opt.param_groups[0].items() if k not in ("params", "initial_lr")}
+    if "betas" in hp:
+        hp["betas"] = tuple(hp["betas"])
+    return cls(list(twin.parameters()), **hp)
+
+
+class AsScratchgen:
+    """A PyTorch network called in a scratchgen network's place (inference only): a scratchgen
+    tensor in, a scratchgen tensor out; ``train``/``eval`` switch the PyTorch modules, so the
+    task's own ``sample`` and ``evaluate`` can run it."""
+
+    def __init__(self, twin):
+        self.twin = twin
+
+    def __call__(self, x):
+        with torch.no_grad():
+            return sg.tensor(self.twin(to_torch(x.data)).numpy())
+
+    @property
+    def training(self):
+        return self.twin.training
+
+    def train(self, mode=True):
+        self.twin.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+
+@contextlib.contextmanager
+def swapped(task, G, D):
+    """``task`` with its generator and critic replaced by the PyTorch twins."""
+    saved = task.G, task.D
+    task.G, task.D = AsScratchgen(G), AsScratchgen(D)
+    try:
+        yield task
+    finally:
+        task.G, task.D = saved
+
+
+# ---- the training step ----------------------------------------------------------------------
+# hyperparameters the mirror reads, or that only shape what translate() copies
+MIRRORED = {"batch_size", "z_dim", "n_critic", "loss", "clip", "critic_burst", "lam", "lr",
+            "betas", "optimizer", "lr_schedule", "eval_samples", "width", "depth", "channels",
+            "g_batchnorm", "d_batchnorm"}
+
+
+class TorchGAN:
+    """The PyTorch mirror of a scratchgen GAN/WGAN/WGAN-GP task's ``train_step``."""
+
+    def __init__(self, task, torch_noise_seed=None):
+        unknown = sorted(set(task.hp.keys()) - MIRRORED)
+        if unknown:
+            raise RuntimeError(f"{task.name}: hyperparameter(s) {', '.join(unknown)} are not "
+                               "mirrored in PyTorch; teach TorchGAN (or MIRRORED, if they only "
+                               "shape the networks)")
+        if not isinstance(task, (gan.GANTask, gan.WGANTask, gan.WGANGPTask)):
+            raise TypeError(f"no PyTorch mirror for the task {task.name!r}")
+        self.task, self.hp = task, task.hp
+        self.G, self.D = translate(task.G), translate(task.D)
+        opts = task.optimizers()
+        self.opt_g = translate_optimizer(opts["generator"], task.G, self.G)
+        self.opt_d = translate_optimizer(opts["critic"], task.D, self.D)
+        self.gen = None
+        if torch_noise_seed is not None:
+            self.gen = torch.Generator().manual_seed(int(torch_noise_seed))
+
+    def sync_from_scratchgen(self):
+        """Give the twins scratchgen's current weights, buffers and modes."""
+        copy_state(self.task.G, self.G)
+        copy_state(self.task.D, self.D)
+
+    def set_lrs(self, lrs):
+        for opt, lr in zip((self.opt_g, self.opt_d), lrs):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    # noise: the task's own draws from the step rng, or PyTorch's generator
+    def noise(self, n, rng):
+        if self.gen is None:
+            return to_torch(self.task.noise(n, rng).data)
+        return torch.randn(n, self.task.z_dim, generator=self.gen)
+
+    def uniform(self, shape, rng):
+        if self.gen is None:
+            return torch.from_numpy(rng.random(shape).astype(np.float32))
+        return torch.rand(shape, generator=self.gen)
+
+    def scores(self, x):
+        return self.D(x).reshape(-1)
+
+    def step(self, k, batches, rng):
+        """Training step ``k`` on ``batches``; returns the logged terms (floats)."""
+        n, fake, logs = len(batches), None, {}
+        for i, batch in enumerate(batches):
+            real = torch.from_numpy(batch)
+            z = self.noise(real.shape[0], rng)
+            if self.task.reuse_fake and i == n - 1:
+                fake = self.G(z)
+                fake_c = fake.detach()
+            else:
+                with torch.no_grad():
+                    fake_c = self.G(z)
+            for key, v in self.critic_step(real, fake_c, rng).items():
+                logs[key] = logs.get(key, 0.0) + v / n
+        self.D.requires_grad_(False)
+        try:
+            if fake is None:
+                fake = self.G(self.noise(self.hp.batch_size, rng))
+            loss_g = self.generator_loss(self.scores(fake))
+            self.opt_g.zero_grad()
+            loss_g.backward()
+            self.opt_g.step()
+        finally:
+            self.D.requires_grad_(True)
+        logs["loss_g"] = loss_g.item()
+        return logs
+
+    def critic_step(self, real, fake, rng):
+        sr, sf = self.scores(real), self.scores(fake)
+        if isinstance(self.task, gan.GANTask):
+            loss = TF.softplus(-sr).mean() + TF.softplus(sf).mean()
+            logs = {"loss_d": loss.item()}
+        else:
+            loss = sf.mean() - sr.mean()
+            logs = {"w1_estimate": -loss.item()}
+            if isinstance(self.task, gan.WGANGPTask):
+                gp = self.penalty(real, fake, rng)
+                logs["gp"] = gp.item()
+                loss = loss + gp
+            logs["loss_c"] = loss.item()
+        self.opt_d.zero_grad()
+        loss.backward()
+        self.opt_d.step()
+        if isinstance(self.task, gan.WGANTask):
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-self.hp.clip, self.hp.clip)
+        return logs
+
+    def penalty(self, real, fake, rng):
+        b = real.shape[0]
+        alpha = self.uniform((b,) + (1,) * (real.ndim - 1), rng)
+        xh = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        (g,) = torch.autograd.grad(self.D(xh).sum(), xh, create_graph=True)
+        norm = torch.sqrt((g.reshape(b, -1) ** 2).sum(1) + 1e-12)
+        return ((norm - 1.0) ** 2).mean() * float(self.task.lam)
+
+    def generator_loss(self, fake_scores):
+        if isinstance(self.task, gan.GANTask):
+            if self.hp.loss == "minimax":
+                return -TF.softplus(fake_scores).mean()
+            return TF.softplus(-fake_scores).mean()
+        return -fake_scores.mean()
+
+
+# ---- runs -----------------------------------------------------------------------------------
+def build(model, a):
+    """(task, data, config, lr schedules) of ``scratchgen train MODEL --dataset mnist``."""
+    config = trainer.new_config(model, dict(a.set), dataset="mnist", steps=a.steps, seed=a.seed,
+                                split=a.split, holdout=a.holdout, data_dir=a.data_dir)
+    task, data = trainer.build(config)
+    return task, data, config, trainer.lr_schedules(task, config, 0)
+
+
+def _lrs(task):
+    return [o.param_groups[0]["lr"] for o in (task.opt_g, task.opt_d)]
+
+
+def _rel(a, b):
+    """max |a - b| / max |b| (0 when both vanish)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    scale = np.abs(b).max() if b.size else 0.0
+    return float(np.abs(a - b).max() / scale) if scale > 0 else float(np.abs(a - b).max())
+
+
+def check_model(model, a, steps=2):
+    """The mirror's check; returns {quantity: worst relative difference}.
+
+    forward: G(z) and D(x) from the same weights (train and eval mode), max |diff| / max |out|;
+    then ``steps`` training steps from the same state and noise: loss: the logged terms of
+    every step; grad: the parameter gradients left by the last step (the generator's update
+    and the last critic update), max |diff| / max |grad| per tensor; weights: the fraction of
+    parameter and buffer elements that differ by more than a tenth of the learning rate after
+    the steps. Rounding alone moves a few weights by up to a step or more where their gradient
+    is ~0 (Adam and RMSprop divide a gradient by its own running size); a wrong
+    hyperparameter moves nearly all of them."""
+    task, data, config, _ = build(model, a)
+    mirror = TorchGAN(task)
+    z = task.noise(task.hp.batch_size, step_rng(a.seed, 0))
+    x = data.batch_at(0)
+    out = {"forward": 0.0}
+    for mode in (True, False):
+        for net, twin, inp in ((task.G, mirror.G, z.data), (task.D, mirror.D, x)):
+            net.train(mode)
+            twin.train(mode)
+            with sg.no_grad():
+                ours = backend.to_numpy(net(sg.tensor(inp)).data)
+            with torch.no_grad():
+                theirs = twin(to_torch(inp)).numpy()
+            out["forward"] = max(out["forward"], _rel(ours, theirs))
+    task.G.train()
+    task.D.train()
+    mirror.sync_from_scratchgen()
+    out["loss"], batch = 0.0, 0
+    for k in range(steps):
+        n = task.batches_per_step(k)
+        logs = trainer.take_step(task, data, a.seed, k, batch)[0]
+        tlogs = mirror.step(k, data.batches(batch, n), step_rng(a.seed, k))
+        batch += n
+        out["loss"] = max([out["loss"]] + [abs(logs[t] - tlogs[t]) / max(abs(tlogs[t]), 1e-3)
+                                           for t in tlogs])
+    out["grad"], moved, total, lr = 0.0, 0, 0, min(_lrs(task))
+    for net, twin in ((task.G, mirror.G), (task.D, mirror.D)):
+        tp = dict(twin.named_parameters())
+        for name, p in net.named_parameters():
+            if p.grad is not None or tp[name].grad is not None:
+                out["grad"] = max(out["grad"], _rel(backend.to_numpy(p.grad.data),
+                                                    tp[name].grad.numpy()))
+        tsd = twin.state_dict()
+        for name, v in net.state_dict().items():
+            diff = np.abs(backend.to_numpy(v).astype(np.float64) - tsd[name].numpy())
+            moved += int((diff > 0.1 * lr).sum())
+            total += diff.size
+    out["weights"] = moved / total
+    return out
+
+
+def report_check(model, diffs):
+    ok = all(diffs[k] <= TOL[k] for k in TOL)
+    print(f"check {model:8s} " + "  ".join(f"{k} {v:.1e}" for k, v in diffs.items())
+          + ("  ok" if ok else "  MISMATCH (tolerances " + ", ".join(
+              f"{k} {v:g}" for k, v in TOL.items()) + ")"), flush=True)
+    return ok
+
+
+@contextlib.contextmanager
+def held(path):
+    """An exclusive flock on ``path`` (None: nothing)."""
+    if path is None:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _progress(name, k, steps, logs, t0):
+    if k == 0 or (k + 1) % max(1, steps // 5) == 0:
+        print(f"  {name:10s} step {k + 1}/{steps}  "
+              + "  ".join(f"{key} {v:.4g}" for key, v in logs.items())
+              + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def train_scratchgen(task, data, config, schedules):
+    """Train as the harness does; returns (wall seconds, the lrs of each step)."""
+    lrs, batch, t0 = [], 0, time.perf_counter()
+    for k in range(config.steps):
+        lrs.append(_lrs(task))
+        logs, batch = trainer.take_step(task, data, config.seed, k, batch)
+        for s in schedules:
+            s.step()
+        _progress("scratchgen", k, config.steps, logs, t0)
+    return time.perf_counter() - t0, lrs
+
+
+def train_torch(mirror, data, config, lrs):
+    batch, t0 = 0, time.perf_counter()
+    for k in range(config.steps):
+        mirror.set_lrs(lrs[k])
+        n = mirror.task.batches_per_step(k)
+        logs = mirror.step(k, data.batches(batch, n), step_rng(config.seed, k))
+        batch += n
+        _progress("torch", k, config.steps, logs, t0)
+    return time.perf_counter() - t0
+
+
+def measure(task, config):
+    """The task's evaluation at the end of training (the run's eval rng): the classifier's
+    metrics of ``task.hp.eval_samples`` samples against the held-out images."""
+    rng = step_rng(config.seed, config.steps, STREAMS["eval"])
+    return trainer.fetch_scalars(task.evaluate(rng))
+
+
+def compare(model, a):
+    """Train ``model`` in both frameworks; returns the JSON record."""
+    task, data, config, schedules = build(model, a)
+    mirror = None
+    if torch is not None:  # the twins take the initial state before scratchgen trains
+        mirror = TorchGAN(task, a.seed if a.torch_noise else None)
+    rec = {"model": model, "steps": config.steps, "seed": config.seed,
+           "hyperparameters": config.hyperparameters.to_dict()}
+    with held(a.lock):
+        print(f"{model}: scratchgen, {config.steps} steps", flush=True)
+        rec["time_scratchgen"], lrs = train_scratchgen(task, data, config, schedules)
+        rec["scratchgen"] = measure(task, config)
+    if mirror is not None:
+        with held(a.lock):
+            print(f"{model}: torch, {config.steps} steps", flush=True)
+            rec["time_torch"] = train_torch(mirror, data, config, lrs)
+            with swapped(task, mirror.G, mirror.D):
+                rec["torch"] = measure(task, config)
+    return rec
+
+
+# ---- output -----------------------------------------------------------------------------------
+def table(records):
+    head = (f"{'model':8s} {'steps':>6s} {'FD sg':>8s} {'FD torch':>8s} {'ratio':>6s} "
+            f"{'cover sg':>8s} {'cover t':>8s} {'time sg':>8s} {'time t':>8s}")
+    lines = [head]
+    for r in records:
+        s, t = r["scratchgen"], r.get("torch")
+        ratio = s["fd"] / t["fd"] if t else float("nan")
+        mark = "" if t is None else ("" if ratio <= TARGET and s["coverage"] == 10 else " !")
+        lines.append(
+            f"{r['model']:8s} {r['steps']:6d} {s['fd']:8.2f} "
+            f"{t['fd'] if t else float('nan'):8.2f} {ratio:6.2f} {s['coverage']:8.0f} "
+            f"{t['coverage'] if t else float('nan'):8.0f} {r['time_scratchgen']:7.0f}s "
+            f"{r.get('time_torch', float('nan')):7.0f}s{mark}")
+    return "\n".join(lines)
+
+
+def _key_value(text):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set {text}: expected KEY=VALUE")
+    return tuple(text.split("=", 1))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="gan,wgan,wgan-gp")
+    p.add_argument("--steps", type=int, default=2000, help="generator steps (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="MNIST's folder (default: scratchgen's)")
+    p.add_argument("--split", default="test", help="MNIST split trained on (default test)")
+    p.add_argument("--holdout", type=int, default=1000, help="held-out images (default 1000)")
+    p.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="a hyperparameter for both frameworks, as scratchgen train --set")
+    p.add_argument("--torch-noise", action="store_true",
+                   help="PyTorch draws its own noise (default: the same z as scratchgen)")
+    p.add_argument("--json", help="write the records here")
+    p.add_argument("--lock", help="hold an flock on this file while each framework runs")
+    p.add_argument("--check", action="store_true", help="only the one-step mirror check")
+    a = p.parse_args(argv)
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in ("gan", "wgan", "wgan-gp")]
+    if bad:
+        p.error(f"--models: {', '.join(bad)}: choose from gan, wgan, wgan-gp")
+    print(f"scratchgen {sg.__version__} ({backend.name} backend), "
+          + (f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
+             else "PyTorch not installed: scratchgen only")
+          + "".join(f", {v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                    if v in os.environ), flush=True)
+    ok = True
+    if torch is not None:
+        with held(a.lock):
+            for m in models:
+                ok = report_check(m, check_model(m, a)) and ok
+    if a.check:
+        return 0 if ok and torch is not None else 1
+    if not ok:
+        print("the mirror does not reproduce scratchgen's step; not comparing", file=sys.stderr)
+        return 1
+    records = []
+    for m in models:
+        records.append(compare(m, a))
+        print(table(records[-1:]), flush=True)
+    print()
+    print(table(records))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(records, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
