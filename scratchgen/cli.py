@@ -241,6 +241,10 @@ def _eval(args, argv):
     print(f"{config.model} on {config.dataset} at step {step}:")
     for k, v in ev.items():
         print(f"  {k:>16s}  {v:.6g}")
+    if "fd" in ev:
+        print("  (fd: Fréchet distance of the samples' and held-out digits' features in a digit "
+              "classifier; lower is better, real digits score about fd_floor; mnist_score: "
+              "10 for confident, evenly spread digits)")
     print(f"written: {run_dir / 'eval.json'}")
     if not args.no_plots:
         for p in trainer.draw_figures(task, run_dir, config.seed, step):

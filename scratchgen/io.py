@@ -45,6 +45,15 @@ from scratchgen.autograd.tensor import Tensor
 MAGIC = "scratchgen-checkpoint"
 VERSION = 1
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def user_cache_dir(name):
+    """The per-user cache folder ``$XDG_CACHE_HOME/scratchgen/<name>`` (default
+    ``~/.cache/scratchgen/<name>``); not created here."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "scratchgen", name)
+
+
 def _umask():
     mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
     os.umask(mask)

@@ -1,4 +1,5 @@
-"""Sample-quality metrics (host-side NumPy/SciPy): Wasserstein distances, mode coverage, JSD."""
+"""Sample-quality metrics (host-side NumPy/SciPy): Wasserstein distances, mode coverage, JSD,
+the Fréchet distance of features and class statistics of a classifier's probabilities."""
 import math
 
 import numpy as np
@@ -175,3 +176,63 @@ def kde_log_density(samples, bandwidth=None, chunk=4096):
         return out
 
     return log_density
+
+
+# ---- image metrics in a classifier's feature space (FD, class statistics) -------------------
+def _psd_sqrt(s):
+    """Symmetric square root of a symmetric PSD matrix (eigenvalues below 0, round-off, set 0)."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(feats_a, feats_b):
+    """Fréchet distance between Gaussians fitted to two feature sets (FID's formula):
+
+    ``FD = |μ_a − μ_b|² + tr(Σ_a + Σ_b − 2 (Σ_a^½ Σ_b Σ_a^½)^½)``,
+
+    means and (unbiased) covariances of the rows of ``feats_a`` (n_a, d) and ``feats_b``
+    (n_b, d), n ≥ 2. In float64; the matrix square roots come from symmetric
+    eigendecompositions with round-off negative eigenvalues clipped to 0, so the result is
+    real, symmetric in its arguments and ≥ 0 (a tiny negative sum is returned as 0)."""
+    a, b = _as_points(feats_a, "feats_a"), _as_points(feats_b, "feats_b")
+    if a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"frechet_distance needs two (n, d) feature sets with n >= 2 and the "
+                         f"same d; got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("frechet_distance: the features hold NaN or infinite values")
+    mu = a.mean(0) - b.mean(0)
+    sa, sb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    ra = _psd_sqrt(sa)
+    m = ra @ sb @ ra
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (m + m.T)), 0.0, None)).sum()
+    return float(max(mu @ mu + np.trace(sa) + np.trace(sb) - 2.0 * cross, 0.0))
+
+
+COVERAGE_SHARE = 0.2  # a class counts as covered with >= 20 % of its even share (2 % of 10)
+
+
+def class_statistics(probs, share=COVERAGE_SHARE):
+    """Statistics of a classifier's class probabilities ``probs`` (n, K) on generated samples:
+
+    * ``coverage``: classes that are the argmax of at least ``share / K`` of the samples
+      (default 0.2/K: a fifth of a class's share under even spread, 2 % of samples for
+      digits), so stray samples do not cover a class;
+    * ``confidence``: ``E_x max_y p(y|x)``, the mean top probability;
+    * ``mnist_score``: ``exp(E_x KL(p(y|x) ‖ p(y)))`` with ``p(y) = E_x p(y|x)`` (the
+      Inception-score form): K for confident, evenly spread samples, 1 for samples all of
+      one class or all equally ambiguous.
+
+    Returns a dict of floats."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or len(p) == 0 or not np.all(np.isfinite(p)) or p.min() < 0 or \
+            not np.allclose(p.sum(1), 1.0, atol=1e-6):
+        raise ValueError(f"class_statistics needs (n, K) rows of probabilities summing to 1; "
+                         f"got shape {p.shape}")
+    n, k = p.shape
+    counts = np.bincount(p.argmax(1), minlength=k)
+    marginal = p.mean(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(p > 0, p * (np.log(p) - np.log(marginal)), 0.0).sum(1)
+    return {"coverage": float(np.sum(counts >= share * n / k)),
+            "confidence": float(p.max(1).mean()),
+            "mnist_score": float(np.exp(kl.mean()))}

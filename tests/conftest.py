@@ -17,3 +17,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def digit_cache(tmp_path_factory):
+    """For a test module: digit classifiers cached in the session's folder (``$XDG_CACHE_HOME``,
+    shared by the modules) and trained for one epoch, so MNIST evaluations are quick; yields
+    the classifiers' folder."""
+    from scratchgen import backend
+    from scratchgen.models import classifier
+    backend.kernels  # numba picks its cache folder when the kernels load: keep the user's
+    folder = tmp_path_factory.getbasetemp() / "xdg-cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(folder))
+        mp.setattr(classifier, "RECIPE", dict(classifier.RECIPE, epochs=1))
+        yield folder / "scratchgen" / "classifiers"

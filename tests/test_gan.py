@@ -205,7 +205,7 @@ MNIST_DIR = os.environ.get("SCRATCHGEN_MNIST_DIR") or \
 
 @pytest.fixture(scope="module")
 def mnist_data():
-    return DataSource("mnist", 8, split="test", holdout=200, data_dir=MNIST_DIR)
+    return DataSource("mnist", 8, split="test", holdout=8000, data_dir=MNIST_DIR)
 
 
 def mnist_task(name, data, **config):
@@ -241,11 +241,23 @@ class Replay(nn.Module):
         return sg.tensor(self.images[:z.shape[0]])
 
 
-def test_mnist_evaluate_on_hand_made_generators(mnist_data):
+def test_mnist_evaluate_on_hand_made_generators(mnist_data, digit_cache):
     task = mnist_task("gan", mnist_data)
     real = np.concatenate([mnist_data.batch_at(s) for s in range(13)])  # training images
     task.G = Replay(real)
-    good = task.evaluate(np.random.default_rng(0))["sliced_w1"]
+    good = task.evaluate(np.random.default_rng(0))
     task.G = Replay(-np.ones_like(real))  # blank images
-    blank = task.evaluate(np.random.default_rng(0))["sliced_w1"]
-    assert 0 < good < blank / 2
+    blank = task.evaluate(np.random.default_rng(0))
+    assert 0 < good["fd"] < blank["fd"] / 4 and good["fd_floor"] == blank["fd_floor"]
+    assert good["fd"] < 3 * good["fd_floor"]  # 100 samples each: FD's bias is large
+    assert good["coverage"] == 10 and blank["coverage"] == 1 and blank["mnist_score"] < 1.01
+    assert good["mnist_score"] > 5 and good["classifier_accuracy"] > 0.7
+    assert "sliced_w1" not in good
+
+
+def test_unlabelled_images_keep_the_sliced_w1(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (300, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    data = DataSource(str(tmp_path / "x.npy"), 8, holdout=100)
+    ev = mnist_task("gan", data).evaluate(np.random.default_rng(0))
+    assert ev["sliced_w1"] > 0 and "fd" not in ev

@@ -3,6 +3,7 @@
     data = DataSource("mnist", batch_size=64, seed=0, split="test", holdout=1000)
     data.batch_at(k)       # training batch k: float32, preprocessed (images (B, C, H, W))
     data.held_out          # HeldOut(x, labels or None), preprocessed the same way
+    data.training_set()    # (x, labels or None): the raw training examples, none held out
 
 Batch ``k`` is a pure function of ``(seed, k)``, so the harness's batch index is all a
 checkpoint needs to continue the stream.
@@ -60,6 +61,9 @@ class DataSource:
       once from the seed. Finite data: the last ``holdout`` examples, else the other MNIST
       split when present, else the first ``eval_size`` training examples; preprocessed like
       the batches (dynamic binarisation drawn once, from ``default_rng([seed, 2])``);
+    * ``training_set()``: the raw (not preprocessed) training examples and their labels, none
+      of them in ``held_out`` (for models fitted to the data beside the task: the digit
+      classifier of :mod:`scratchgen.models.classifier`);
     * ``name`` (``'array'`` for files), ``kind`` (``'points'``/``'images'``), ``shape`` (one
       preprocessed example), ``dist`` (the toy distribution or None), ``preprocess``,
       ``batches_per_epoch`` (0 for toys: sampled afresh each batch).
@@ -87,7 +91,8 @@ class DataSource:
             check_preprocess(x, self.preprocess)
         except ValueError as e:
             raise DatasetError(str(e)) from None
-        x, y, held = self._held_out(x, y, data_dir, eval_size)
+        x, y, held, shared = self._held_out(x, y, data_dir, eval_size)
+        self._training = (x[shared:], None if y is None else y[shared:])
         self.held_out = HeldOut(self._prepare(held[0]), held[1])
         self.shape = tuple(self.held_out.x.shape[1:])
         if self.batch_size > len(x):
@@ -99,6 +104,7 @@ class DataSource:
 
     def _toy(self, eval_size):
         self.kind, self.preprocess, self.batches_per_epoch = "points", "none", 0
+        self._training = None
         self.dist = toy_dataset(self.name)
         self.shape = (2,)
         self.loader = ToySampler(self.dist, self.batch_size, seed=self.seed)
@@ -107,23 +113,31 @@ class DataSource:
         self.held_out = HeldOut(x.astype(np.float32), None)
 
     def _held_out(self, x, y, data_dir, eval_size):
-        """(training x, y, (held-out x, labels)) as described in the class doc."""
+        """(training x, y, (held-out x, labels), k) as described in the class doc: the first
+        ``k`` training examples are also held out."""
         if self.holdout:
             try:
                 x, y, hx, hy = split_holdout(x, y, self.holdout)
             except ValueError as e:
                 raise DatasetError(f"--holdout {self.holdout}: {e}") from None
-            return x, y, (hx, hy)
+            return x, y, (hx, hy), 0
         if self.name == "mnist":
             other = "test" if self.split == "train" else "train"
             try:  # the other split when it is at hand (never downloaded for this)
-                return x, y, load_mnist(mnist_root(data_dir), split=other, download=False)
+                return x, y, load_mnist(mnist_root(data_dir), split=other, download=False), 0
             except Exception:  # only one split present: evaluate on training examples
                 pass
-        return x, y, (x[:eval_size], None if y is None else y[:eval_size])
+        return x, y, (x[:eval_size], None if y is None else y[:eval_size]), eval_size
 
     def _prepare(self, x):
         return preprocess(x, self.preprocess, np.random.default_rng([self.seed, 2]))
+
+    def training_set(self):
+        """``(x, labels)``: the training examples as loaded (uint8 pixels for MNIST, not preprocessed) and their
+        labels (None when unlabelled), without any held-out example: when ``held_out`` is the
+        first ``eval_size`` training examples (one split, no ``holdout``), those are left out.
+        Toys: None (sampled afresh)."""
+        return self._training
 
     def batch_at(self, index):
         """Training batch ``index`` (0-based, counted over the whole run)."""

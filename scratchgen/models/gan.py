@@ -14,6 +14,7 @@ the DCGAN-style pair for 1x28x28 images. Tasks (``scratchgen train NAME``):
 One task step is one generator update, preceded by its critic/discriminator updates, each on
 its own real batch: the task asks the harness for ``batches_per_step(step)`` batches.
 """
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import scratchgen as sg
 from scratchgen import backend, metrics, nn, optim, plots
 from scratchgen.data import TOY_DATASETS
 from scratchgen.losses import adversarial as A
+from scratchgen.models.classifier import DigitMetrics, has_digits
 from scratchgen.optim.lr_scheduler import SCHEDULES as LR_SCHEDULES
 from scratchgen.spec import Param, Spec
 from scratchgen.tasks import Task, register
@@ -202,7 +204,20 @@ class _AdversarialTask(Task):
         with sg.no_grad():
             return backend.to_numpy(_scores(self.D, sg.tensor(np.asarray(x, np.float32))).data)
 
+    @cached_property
+    def digit_metrics(self):
+        """The run's :class:`~scratchgen.models.classifier.DigitMetrics` (the digit classifier
+        loaded or trained once, the held-out features), or None unless the data are labelled
+        digits."""
+        return DigitMetrics(self.data) if has_digits(self.data) else None
+
     def evaluate(self, rng):
+        """Metrics of ``eval_samples`` samples against as many held-out examples. Points:
+        exact ``w1`` (and ``modes``, ``high_quality`` on toys). Labelled digits (MNIST): ``fd``,
+        ``fd_floor``, ``coverage``, ``confidence``, ``mnist_score``, ``classifier_accuracy``
+        (see :class:`~scratchgen.models.classifier.DigitMetrics`). Other images (a .npy of
+        28x28 images, no labels to train a classifier on): the pixel-space ``sliced_w1``. And
+        the critic's view of both sets (:meth:`eval_critic`)."""
         n = self.hp.eval_samples
         fake = self.sample(n, rng)
         real = self.held_out(n)
@@ -216,6 +231,8 @@ class _AdversarialTask(Task):
                                                            self.dist.mode_std))
                 out["high_quality"] = metrics.high_quality_fraction(fake, self.dist.modes,
                                                                     self.dist.mode_std)
+        elif self.digit_metrics is not None:
+            out.update(self.digit_metrics(fake))
         else:
             out["sliced_w1"] = metrics.sliced_wasserstein(fake.reshape(n, -1),
                                                           real.reshape(n, -1))
