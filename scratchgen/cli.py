@@ -75,8 +75,9 @@ def _train_parser(sub):
                    help="keep the last N examples of the split out of training and evaluate "
                    "on them (toy data: N fresh held-out samples)")
     g = t.add_mutually_exclusive_group()
-    g.add_argument("--steps", metavar="N", help="training steps (default 2000; "
-                   "with --resume: train up to N steps in all)")
+    g.add_argument("--steps", metavar="N", help="training steps (default 2000, or the "
+                   "model's for the dataset: --list-hyperparameters shows it; with --resume: "
+                   "train up to N steps in all)")
     g.add_argument("--epochs", metavar="N", help="passes over the training set")
     t.add_argument("--batch-size", metavar="B", help="examples per batch (default: the model's)")
     t.add_argument("--lr", help="learning rate (default: the model's; with --resume: only "
@@ -225,6 +226,7 @@ def _list_hyperparameters(args):
     dataset = args.dataset or task.default_dataset
     print(f"{args.model} hyperparameters on {dataset} (--set KEY=VALUE):")
     print(task.spec.describe(dataset))
+    print(f"default --steps on {dataset}: {task.default_steps(dataset)}")
     return 0
 
 

@@ -6,7 +6,7 @@ the seeded RNG, the run directory, logging, checkpoints, resume, signals and plo
 metric curves. Register a task with :func:`register` so ``scratchgen train NAME`` finds it.
 """
 
-from scratchgen.spec import HParams, Spec
+from scratchgen.spec import RUN, HParams, Spec
 
 TASKS = {}
 
@@ -52,12 +52,20 @@ class Task:
     ``'symmetric'``, i.e. [-1, 1]); ``--batch-size`` and ``--lr`` set ``batch_size`` and ``lr``.
     ``data``: a :class:`scratchgen.data.DataSource` (``held_out``, ``shape``, ``kind``, ``dist``,
     ``seed``); the task never fetches training batches itself.
+    ``steps_by_dataset``: the run's default ``steps`` on some datasets (e.g. ``{"mnist":
+    3000}``; else :data:`~scratchgen.spec.RUN`'s).
     """
 
     name = None
     datasets = ()
     default_dataset = None
     spec = Spec()
+    steps_by_dataset = {}
+
+    @classmethod
+    def default_steps(cls, dataset):
+        """Training steps of a run on ``dataset`` that gives no ``--steps``/``--epochs``."""
+        return cls.steps_by_dataset.get(dataset, RUN.params["steps"].default)
 
     def __init__(self, hp, data):
         self.hp = hp if isinstance(hp, HParams) else self.spec.build(hp, getattr(data, "name", None))
@@ -67,6 +75,11 @@ class Task:
     def check_data(cls, kind, shape):
         """Raise ValueError naming what fits if examples of ``kind`` (``'points'``/``'images'``)
         and ``shape`` cannot be modelled; called before anything is written."""
+
+    def check_checkpoint(self, modules, version=None):
+        """Raise ValueError (one line, saying what to do) if a checkpoint's module states
+        (dict name -> state dict), written by scratchgen ``version``, are known not to fit
+        this task's modules; the harness reports other mismatches parameter by parameter."""
 
     def batches_per_step(self, step):
         """How many training batches ``train_step(step, ...)`` takes (default 1)."""

@@ -99,6 +99,7 @@ def new_config(model, overrides=None, argv=None, **options):
                        schedule={k: run.pop(k, None) for k in SCHEDULE},
                        meta={"version": sg.__version__, "argv": argv})
     config.pending["epochs"] = run.pop("epochs", None)
+    config.steps = task.default_steps(dataset)
     for key, value in run.items():
         setattr(config, key, value)
     return config
@@ -184,6 +185,10 @@ def restore(task, path, state, version=None):
     Checkpoints of the first format (no batch index) continue from the batches the task
     counted (``real_batches``), else one per step. Architecture mismatches name the
     parameter."""
+    try:
+        task.check_checkpoint(state.get("modules", {}), version)
+    except ValueError as e:
+        raise UsageError(f"{path}: {e}") from None
     for k, m in task.modules().items():
         if k not in state.get("modules", {}):
             raise UsageError(f"{path}: checkpoint has no module {k!r} (it has "
@@ -477,7 +482,8 @@ def run(model=None, *, resume=None, out=None, progress=None, final_plots=True, a
     """Train ``model`` (a registered task name) and return the run directory (a Path).
 
     ``options``: ``dataset`` (a toy name, ``'mnist'`` or a .npy/.npz path, ``file.npz:key``;
-    default the task's), ``steps`` (default 2000) or ``epochs`` (finite data only),
+    default the task's), ``steps`` (default the task's for the dataset, else 2000) or
+    ``epochs`` (finite data only),
     ``batch_size``, ``lr``, ``seed``, ``split``, ``holdout``, ``data_dir``, the cadences
     ``log_every``, ``eval_every``, ``ckpt_every``, ``keep_checkpoints`` (None: automatic, see
     :func:`~scratchgen.spec.resolve_schedule`); ``overrides``: hyperparameters by name. Text

@@ -1,5 +1,6 @@
 """GAN / WGAN / WGAN-GP models and tasks: W2's DCGAN shapes, weight clipping, the gradient
 penalty on nn critics, evaluation on hand-made generators, short training smoke runs."""
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from scratchgen import nn
 from scratchgen.losses import adversarial as A
 from scratchgen.models import gan as G
 from scratchgen.data import DataSource
+from scratchgen import trainer
 from scratchgen.tasks import get_task
 from scratchgen.trainer import take_step
 
@@ -33,8 +35,44 @@ def train_steps(task, steps, rng):
 
 
 # ---- networks ---------------------------------------------------------------------------------
-def test_dcgan_shapes_are_w2():
-    g, d = G.DCGANGenerator(), G.DCGANDiscriminator()
+def kinds(net):
+    return [type(m).__name__ for m in net]
+
+
+def test_dcgan_shapes_with_batchnorm():
+    g, d = G.DCGANGenerator(), G.DCGANDiscriminator()  # z 64, C 64, batch normalisation
+    assert [(n, p.shape) for n, p in g.named_parameters()] == [
+        ("0.weight", (6272, 64)), ("2.weight", (128,)), ("2.bias", (128,)),
+        ("4.weight", (128, 64, 4, 4)), ("5.weight", (64,)), ("5.bias", (64,)),
+        ("7.weight", (64, 1, 4, 4)), ("7.bias", (1,))]
+    assert [n for n, _ in g.named_buffers()] == [
+        f"{i}.{b}" for i in (2, 5) for b in ("running_mean", "running_var",
+                                              "num_batches_tracked")]
+    assert kinds(g) == ["Linear", "Unflatten", "BatchNorm2d", "ReLU", "ConvTranspose2d",
+                        "BatchNorm2d", "ReLU", "ConvTranspose2d", "Tanh"]
+    assert [(n, p.shape) for n, p in d.named_parameters()] == [
+        ("0.weight", (64, 1, 4, 4)), ("0.bias", (64,)), ("2.weight", (128, 64, 4, 4)),
+        ("3.weight", (128,)), ("3.bias", (128,)), ("6.weight", (1, 6272)), ("6.bias", (1,))]
+    assert kinds(d) == ["Conv2d", "LeakyReLU", "Conv2d", "BatchNorm2d", "LeakyReLU", "Flatten",
+                        "Linear"]
+    assert sum(p.size for p in g.parameters()) == 6272 * 64 + 2 * 128 + 128 * 64 * 16 \
+        + 2 * 64 + 64 * 16 + 1 == 533_889
+    assert sum(p.size for p in d.parameters()) == 64 * 16 + 64 + 128 * 64 * 16 + 2 * 128 \
+        + 6272 + 1 == 138_689
+    assert d[1].negative_slope == d[4].negative_slope == 0.2
+    for conv in (g[4], g[7], d[0], d[2]):
+        assert conv.stride == (2, 2) and conv.padding == (1, 1)
+    z = sg.tensor(np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32))
+    assert g[:3](z).shape == (3, 128, 7, 7) and g[:6](z).shape == (3, 64, 14, 14)
+    x = g(z)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == np.float32
+    assert np.all(np.abs(x.numpy()) < 1)
+    assert d[:5](x).shape == (3, 128, 7, 7) and d(x).shape == (3, 1)
+
+
+def test_dcgan_without_batchnorm_is_w2():
+    """batchnorm=False: the pair W2 benchmarks (and MNIST runs before batch normalisation)."""
+    g, d = G.DCGANGenerator(batchnorm=False), G.DCGANDiscriminator(batchnorm=False)
     assert [(n, p.shape) for n, p in g.named_parameters()] == [
         ("0.weight", (6272, 64)), ("0.bias", (6272,)),
         ("3.weight", (128, 64, 4, 4)), ("3.bias", (64,)),
@@ -43,20 +81,10 @@ def test_dcgan_shapes_are_w2():
         ("0.weight", (64, 1, 4, 4)), ("0.bias", (64,)),
         ("2.weight", (128, 64, 4, 4)), ("2.bias", (128,)),
         ("5.weight", (1, 6272)), ("5.bias", (1,))]
-    assert [type(m).__name__ for m in g] == ["Linear", "ReLU", "Unflatten", "ConvTranspose2d",
-                                             "ReLU", "ConvTranspose2d", "Tanh"]
-    assert [type(m).__name__ for m in d] == ["Conv2d", "LeakyReLU", "Conv2d", "LeakyReLU",
-                                             "Flatten", "Linear"]
-    assert d[1].negative_slope == d[3].negative_slope == 0.2
-    for conv in (g[3], g[5], d[0], d[2]):
-        assert conv.stride == (2, 2) and conv.padding == (1, 1)
-    z = sg.tensor(np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32))
-    h = g[:3](z)
-    assert h.shape == (3, 128, 7, 7) and g[:4](z).shape == (3, 64, 14, 14)
-    x = g(z)
-    assert x.shape == (3, 1, 28, 28) and x.dtype == np.float32
-    assert np.all(np.abs(x.numpy()) < 1)
-    assert d[:4](x).shape == (3, 128, 7, 7) and d(x).shape == (3, 1)
+    assert "BatchNorm2d" not in kinds(g) + kinds(d)
+    small = G.DCGANGenerator(16, channels=8)
+    assert small[0].weight.shape == (16 * 7 * 7, 16) and small[4].weight.shape == (16, 8, 4, 4)
+    assert G.DCGANDiscriminator(channels=8)[-1].weight.shape == (1, 16 * 7 * 7)
 
 
 def test_toy_mlps_default_to_three_hidden_layers_of_512():
@@ -121,7 +149,9 @@ def test_batchnorm_critic_refused():
     bn2 = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
     with pytest.raises(ValueError, match="BatchNorm2d"):
         A.check_no_batchnorm(bn2)
-    A.check_no_batchnorm(G.DCGANDiscriminator())  # no normalisation: accepted
+    A.check_no_batchnorm(G.DCGANDiscriminator(batchnorm=False))  # no normalisation: accepted
+    with pytest.raises(ValueError, match="BatchNorm2d"):
+        A.check_no_batchnorm(G.DCGANDiscriminator())
 
 
 # ---- evaluation on hand-made generators -------------------------------------------------------
@@ -228,6 +258,83 @@ def test_short_mnist_training_runs(mnist_data, name, config):
     assert used == 2 * config.get("n_critic", 1)  # each critic update: a new batch
     x = task.sample(3, rng)
     assert x.shape == (3, 1, 28, 28) and np.all(np.abs(x) <= 1)
+
+
+def test_mnist_recipes_batchnorm_where_it_belongs(mnist_data):
+    """G normalised in all three; the GAN's D and the clipped WGAN critic too (DCGAN, the
+    WGAN paper); never the WGAN-GP critic. Points keep the plain MLPs."""
+    has_bn = lambda net: any("BatchNorm" in k for k in kinds(net))
+    for name, d_bn in (("gan", True), ("wgan", True), ("wgan-gp", False)):
+        task = mnist_task(name, mnist_data, channels=4)
+        assert has_bn(task.G) and has_bn(task.D) == d_bn, name
+        assert not has_bn(toy_task(name).G) and not has_bn(toy_task(name).D)
+    assert "d_batchnorm" not in get_task("wgan-gp").spec
+    assert not has_bn(mnist_task("gan", mnist_data, g_batchnorm=False, d_batchnorm=False).G)
+
+
+STEPS = {"gan": 2500, "wgan": 1000, "wgan-gp": 900}  # ~10 minutes each on 2 cores
+
+
+def test_mnist_samples_use_the_running_statistics(mnist_data):
+    task = mnist_task("gan", mnist_data, channels=4)
+    train_steps(task, 2, np.random.default_rng(0))
+    buffers = {k: b.numpy().copy() for k, b in task.G.named_buffers()}
+    z = task.noise(6, np.random.default_rng(1))
+    x = task.generate(z)
+    assert np.allclose(task.generate(z[:2]), x[:2], atol=1e-6)  # each sample its own
+    assert all(np.array_equal(b.numpy(), buffers[k]) for k, b in task.G.named_buffers())
+    assert task.G.training  # back in training mode
+    np.testing.assert_array_equal(task.sample(6, np.random.default_rng(1)), x)
+
+
+def test_mnist_defaults_in_the_spec():
+    for name in ("gan", "wgan", "wgan-gp"):
+        cls = get_task(name)
+        mnist, toy = cls.spec.defaults("mnist"), cls.spec.defaults("8gaussians")
+        assert mnist["g_batchnorm"] and mnist["z_dim"] == 64 and mnist["batch_size"] == 64
+        assert (toy["width"], toy["depth"], toy["z_dim"]) == (512, 3, 2)  # the toy MLPs
+        assert cls.default_steps("mnist") == STEPS[name] and cls.default_steps("8gaussians") \
+            == 2000
+        config = trainer.new_config(name, dataset="mnist")
+        assert config.steps == cls.default_steps("mnist")
+        assert trainer.new_config(name, dataset="mnist", steps=7).steps == 7
+    assert get_task("gan").spec.defaults("mnist")["lr"] == 2e-4
+
+
+@pytest.mark.parametrize("name", ["gan", "wgan", "wgan-gp"])
+def test_few_step_mnist_runs_through_the_harness(tmp_path, name):
+    d = trainer.run(name, dataset="mnist", split="test", holdout=100, data_dir=MNIST_DIR,
+                    steps=2, eval_every=1, out=tmp_path / name, progress=False,
+                    final_plots=False, overrides={"batch_size": 8, "channels": 4,
+                                                  "n_critic": 2, "eval_samples": 50})
+    evals = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e["kind"] == "eval"]
+    assert [e["step"] for e in evals] == [1, 2]
+    for e in evals:
+        assert len(e) > 2 and all(np.isfinite(v) for v in e.values() if not isinstance(v, str))
+
+
+def test_checkpoint_without_batchnorm_is_refused_in_one_line(tmp_path, capsys):
+    """An MNIST run saved before the batch-normalised recipes: a one-line error saying how to
+    load it, which works."""
+    from scratchgen.cli import main
+    d = tmp_path / "old"
+    trainer.run("gan", dataset="mnist", split="test", holdout=100, data_dir=MNIST_DIR,
+                steps=1, out=d, progress=False, final_plots=False,
+                overrides={"batch_size": 8, "g_batchnorm": False, "d_batchnorm": False,
+                           "eval_samples": 50})
+    cfg = json.loads((d / "config.json").read_text())
+    for key in ("channels", "g_batchnorm", "d_batchnorm"):  # as the older version wrote it
+        del cfg["hyperparameters"][key]
+    (d / "config.json").write_text(json.dumps(cfg))
+    for argv in (["eval", str(d), "--no-plots"], ["train", "--resume", str(d), "--steps", "2"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "no batch normalisation" in err
+        assert '"g_batchnorm": false, "d_batchnorm": false' in err
+    cfg["hyperparameters"].update(g_batchnorm=False, d_batchnorm=False)
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert main(["eval", str(d), "--no-plots"]) == 0
 
 
 class Replay(nn.Module):

@@ -1,7 +1,13 @@
 """GAN, WGAN and WGAN-GP: networks and the three training tasks.
 
 Networks: MLPs for 2-D points (the WGAN-GP toy experiments: 3 hidden layers of 512, ReLU) and
-the DCGAN-style pair for 1x28x28 images. Tasks (``scratchgen train NAME``):
+the DCGAN pair for 1x28x28 images (:class:`DCGANGenerator`, :class:`DCGANDiscriminator`, base
+width ``channels``): batch normalisation in the generator, in the GAN's discriminator and in
+the clipped WGAN critic (as the DCGAN and WGAN papers), never in the WGAN-GP critic (the
+penalty needs each score to depend on its own image only). Samples come from the generator
+in eval mode (:meth:`~_AdversarialTask.generate`: running statistics). On MNIST the tasks
+default to about 10 minutes of training on two cores (``steps_by_dataset``).
+Tasks (``scratchgen train NAME``):
 
 * ``gan``: discriminator + generator, non-saturating generator loss (``--set loss=minimax``
   for the original one), Adam(2e-4, betas (0.5, 0.999));
@@ -52,26 +58,38 @@ def toy_critic(width=512, depth=3, dim=2):
     return mlp(dim, 1, width, depth)
 
 
-class DCGANGenerator(nn.Sequential):
-    """z (B, 64) -> Linear(64, 6272) -> ReLU -> view (B, 128, 7, 7) -> ConvT(128, 64, 4, 2, 1)
-    -> ReLU -> ConvT(64, 1, 4, 2, 1) -> tanh: images (B, 1, 28, 28) in (-1, 1)."""
+def _bn(cls, n, on):
+    return [cls(n)] if on else []
 
-    def __init__(self, z_dim=64):
+
+class DCGANGenerator(nn.Sequential):
+    """z (B, z_dim) -> Linear(z_dim, 2C·7·7) -> view (B, 2C, 7, 7) [-> BatchNorm2d] -> ReLU
+    -> ConvT(2C, C, 4, 2, 1) [-> BatchNorm2d] -> ReLU -> ConvT(C, 1, 4, 2, 1) -> tanh: images
+    (B, 1, 28, 28) in (-1, 1). ``C`` = ``channels``; layers followed by batch normalisation
+    have no bias (its shift replaces it)."""
+
+    def __init__(self, z_dim=64, channels=64, batchnorm=True):
+        c, bias = channels, not batchnorm
         super().__init__(
-            nn.Linear(z_dim, 128 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (128, 7, 7)),
-            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh())
+            nn.Linear(z_dim, 2 * c * 7 * 7, bias=bias), nn.Unflatten(1, (2 * c, 7, 7)),
+            *_bn(nn.BatchNorm2d, 2 * c, batchnorm), nn.ReLU(),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=bias),
+            *_bn(nn.BatchNorm2d, c, batchnorm), nn.ReLU(),
+            nn.ConvTranspose2d(c, 1, 4, 2, 1), nn.Tanh())
 
 
 class DCGANDiscriminator(nn.Sequential):
-    """x (B, 1, 28, 28) -> Conv(1, 64, 4, 2, 1) -> LeakyReLU(0.2) -> Conv(64, 128, 4, 2, 1)
-    -> LeakyReLU(0.2) -> flatten -> Linear(6272, 1): one logit/score per image."""
+    """x (B, 1, 28, 28) -> Conv(1, C, 4, 2, 1) -> LeakyReLU(0.2) -> Conv(C, 2C, 4, 2, 1)
+    [-> BatchNorm2d] -> LeakyReLU(0.2) -> flatten -> Linear(2C·7·7, 1): one logit/score per
+    image. As in DCGAN, the first layer is never normalised."""
 
-    def __init__(self):
+    def __init__(self, channels=64, batchnorm=True):
+        c = channels
         super().__init__(
-            nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(64, 128, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(128 * 7 * 7, 1))
+            nn.Conv2d(1, c, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 2 * c, 4, 2, 1, bias=not batchnorm),
+            *_bn(nn.BatchNorm2d, 2 * c, batchnorm), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(2 * c * 7 * 7, 1))
 
 
 def wgan_critic_iters(gen_step, n_critic=5, burst=False):
@@ -95,22 +113,28 @@ def _adams(task):
                  for m in (task.G, task.D))
 
 
-_COMMON = Spec(
-    Param("batch_size", int, 256, "real (and fake) examples per update", low=1,
-          by_dataset={"mnist": 64}),
-    Param("z_dim", int, 2, "noise dimension", low=1, by_dataset={"mnist": 64}),
-    Param("width", int, 512, "MLP width (points only)", low=1),
-    Param("depth", int, 3, "MLP hidden layers (points only)", low=1),
-    Param("eval_samples", int, 1000, "samples per evaluation", low=2),
-    Param("lr_schedule", str, "constant", "learning-rate schedule over the run's steps",
-          choices=LR_SCHEDULES),
-)
+def _common(channels):
+    """The settings the three tasks share; ``channels``: the task's DCGAN width on MNIST."""
+    return Spec(
+        Param("batch_size", int, 256, "real (and fake) examples per update", low=1,
+              by_dataset={"mnist": 64}),
+        Param("z_dim", int, 2, "noise dimension", low=1, by_dataset={"mnist": 64}),
+        Param("width", int, 512, "MLP width (points only)", low=1),
+        Param("depth", int, 3, "MLP hidden layers (points only)", low=1),
+        Param("channels", int, channels, "DCGAN base width C (images only): G's ConvT 2C -> "
+              "C, D's Conv C -> 2C", low=1),
+        Param("g_batchnorm", bool, True, "batch normalisation in the DCGAN generator"),
+        Param("eval_samples", int, 1000, "samples per evaluation", low=2),
+        Param("lr_schedule", str, "constant", "learning-rate schedule over the run's steps",
+              choices=LR_SCHEDULES),
+    )
 
 
-def _adam_spec(lr, beta2):
+def _adam_spec(lr, beta2, mnist_lr=None):
     return Spec(Param("optimizer", str, "adam", "adamw: decoupled weight decay 0.01",
                       choices=("adam", "adamw")),
-                Param("lr", float, lr, "learning rate", above=0),
+                Param("lr", float, lr, "learning rate", above=0,
+                      by_dataset={"mnist": mnist_lr or lr}),
                 Param("betas", list, [0.5, beta2], "Adam's (beta1, beta2)", item=float, low=0,
                       below=1))
 
@@ -138,8 +162,25 @@ class _AdversarialTask(Task):
             self.G = toy_generator(self.z_dim, self.hp.width, self.hp.depth, dim=data.shape[0])
             self.D = toy_critic(self.hp.width, self.hp.depth, dim=data.shape[0])
         else:
-            self.G, self.D = DCGANGenerator(self.z_dim), DCGANDiscriminator()
+            hp = self.hp
+            self.G = DCGANGenerator(self.z_dim, hp.channels, hp.g_batchnorm)
+            self.D = DCGANDiscriminator(hp.channels, hp["d_batchnorm"] if "d_batchnorm" in hp
+                                        else False)
         self.opt_g, self.opt_d = self.make_optimizers()
+
+    def check_checkpoint(self, modules, version=None):
+        """MNIST runs of scratchgen <= 0.1 saved networks without batch normalisation."""
+        if self.points:
+            return
+        flags = [f for f, k in (("g_batchnorm", "generator"), ("d_batchnorm", "critic"))
+                 if f in self.hp and self.hp[f]
+                 and not any(n.endswith("running_mean") for n in modules.get(k, {}))]
+        if flags:
+            raise ValueError(
+                "the checkpoint's networks have no batch normalisation (an MNIST run of a "
+                "scratchgen before the batch-normalised recipes); to load it, add "
+                + ", ".join(f'"{f}": false' for f in flags)
+                + ' to "hyperparameters" in the run\'s config.json')
 
     # subclasses: make_optimizers, critic_step, generator_loss
     def modules(self):
@@ -193,8 +234,19 @@ class _AdversarialTask(Task):
 
     # ---- evaluation and figures ---------------------------------------------------------
     def sample(self, n, rng):
-        with sg.no_grad():
-            return backend.to_numpy(self.G(self.noise(n, rng)).data)
+        return self.generate(self.noise(n, rng))
+
+    def generate(self, z):
+        """G(z) as a host array, the generator in eval mode: batch normalisation uses its
+        running statistics, so a sample depends on its own z only (not on the batch drawn
+        with it) and sampling leaves the statistics unchanged."""
+        was = self.G.training
+        self.G.eval()
+        try:
+            with sg.no_grad():
+                return backend.to_numpy(self.G(z).data)
+        finally:
+            self.G.train(was)
 
     def held_out(self, n):
         """The first ``n`` held-out examples."""
@@ -273,8 +325,10 @@ class GANTask(_AdversarialTask):
 
     name = "gan"
     reuse_fake = True
-    spec = _COMMON + _adam_spec(2e-4, 0.999) + Spec(
+    steps_by_dataset = {"mnist": 2500}
+    spec = _common(64) + _adam_spec(2e-4, 0.999) + Spec(
         Param("n_critic", int, 1, "discriminator updates per generator update", low=1),
+        Param("d_batchnorm", bool, True, "batch normalisation in the DCGAN discriminator"),
         Param("loss", str, "nonsaturating", "generator loss",
               choices=("nonsaturating", "minimax")))
 
@@ -328,11 +382,13 @@ class WGANTask(_WassersteinTask):
     """WGAN (Arjovsky et al. 2017): weight-clipped critic, RMSprop."""
 
     name = "wgan"
-    spec = _COMMON + Spec(
+    steps_by_dataset = {"mnist": 1000}
+    spec = _common(32) + Spec(
         Param("optimizer", str, "rmsprop", choices=("rmsprop",)),
-        Param("lr", float, 5e-5, "learning rate", above=0),
+        Param("lr", float, 5e-5, "learning rate", above=0, by_dataset={"mnist": 2e-4}),
         Param("n_critic", int, 5, "critic updates per generator update", low=1),
         Param("clip", float, 0.01, "critic weights clipped to [-clip, clip]", above=0),
+        Param("d_batchnorm", bool, True, "batch normalisation in the DCGAN critic"),
         Param("critic_burst", bool, False, "100 critic updates for the first 25 generator "
               "steps and every 500th"))
 
@@ -358,7 +414,8 @@ class WGANGPTask(_WassersteinTask):
     ``lam`` is 0.1 on points (the toy experiments) and 10 on images."""
 
     name = "wgan-gp"
-    spec = _COMMON + _adam_spec(1e-4, 0.9) + Spec(
+    steps_by_dataset = {"mnist": 900}
+    spec = _common(32) + _adam_spec(1e-4, 0.9, mnist_lr=2e-4) + Spec(
         Param("n_critic", int, 5, "critic updates per generator update", low=1),
         Param("lam", float, 0.1, "gradient-penalty weight", low=0, by_dataset={"mnist": 10.0}))
 
