@@ -33,7 +33,8 @@ same losses, gradients and weights to float64 rounding. The comparison is refuse
 At the end each framework's networks go through the task's own ``evaluate`` (the PyTorch
 networks called in the scratchgen networks' place: the same samples' noise, the generator in
 the mode the task samples in), so both are measured by the same scratchgen digit classifier:
-Fréchet distance to the held-out images (``fd``; ``fd_floor`` is two real halves'), class
+Fréchet distance to the held-out images (``fd``; ``fd_floor`` is two real halves',
+``fd_train`` training digits'), class
 coverage, mean confidence, the MNIST score. The run passes when scratchgen's FD is at most
 1.2x PyTorch's and scratchgen's samples cover all 10 classes. Training in float32 is chaotic:
 the two runs part ways within a few hundred steps however closely each step agrees, so the
@@ -495,6 +496,7 @@ COLUMNS = [  # header, width, value of a record
     ("FD torch", 8, lambda r: f"{r['torch']['fd']:.1f}"),
     ("ratio", 5, lambda r: f"{r['ratio']:.2f}"),
     ("floor", 5, lambda r: f"{r['scratchgen']['fd_floor']:.1f}"),
+    ("train", 5, lambda r: f"{r['scratchgen']['fd_train']:.1f}"),
     ("cover sg/t", 10, _both("coverage", ".0f")),
     ("conf sg/t", 11, _both("confidence", ".3f")),
     ("time sg/t (s)", 13, lambda r: f"{r['time_scratchgen']:.0f} / "
