@@ -241,12 +241,14 @@ def _eval(args, argv):
     _write_atomic(run_dir / "eval.json", lambda f: f.write(
         (json.dumps({"step": step, **ev}, indent=2) + "\n").encode()))
     print(f"{config.model} on {config.dataset} at step {step}:")
+    width = max([16] + [len(k) for k in ev])
     for k, v in ev.items():
-        print(f"  {k:>16s}  {v:.6g}")
+        print(f"  {k:>{width}s}  {v:.6g}")
     if "fd" in ev:
-        print("  (fd: Fréchet distance of the samples' and held-out digits' features in a digit "
-              "classifier; lower is better, real digits score about fd_floor; mnist_score: "
-              "10 for confident, evenly spread digits)")
+        print("  fd: Fréchet distance between the digit classifier's features of the samples and "
+              "of held-out digits\n  (lower is better; real digits score about fd_floor, the "
+              "training digits fd_train); "
+              "mnist_score: 10 for confident digits of every class, 1 for one class")
     print(f"written: {run_dir / 'eval.json'}")
     if not args.no_plots:
         for p in trainer.draw_figures(task, run_dir, config.seed, step):

@@ -1,4 +1,4 @@
-"""Figures as PNG files: image grids, 2-D scatter plots, metric curves.
+"""Figures as PNG files: image grids, a progress strip, 2-D scatter plots, metric curves.
 
 Host-side only (NumPy in, file out), matplotlib's Agg backend (no display needed). Every
 function takes the output ``path``, writes it atomically (a temporary file, then a rename),
@@ -14,6 +14,7 @@ is known in advance (documented per function).
 """
 import json
 import math
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -99,6 +100,57 @@ def image_grid(images, path, nrow=None, title=None, scale=None, padding=2):
     return save_figure(fig, path)
 
 
+PROGRESS_ROWS = 16  # rows drawn in progress.png at most (evenly spaced, first and last kept)
+LABEL_PX = 80  # width of the step labels left of the progress rows
+
+
+def progress_strip(images, step, path, record):
+    """Add ``images`` (k, C, H, W; the same fixed-noise samples at each call) as the row of
+    training ``step`` to ``record`` (an ``.npz`` of uint8 rows and their steps, written
+    atomically beside the figure so the strip survives an interrupted and resumed run) and
+    draw the rows, one per step, each labelled ``step N``, as ``path``. Rows of steps
+    >= ``step`` (a previous timeline, or a repeated evaluation) are replaced; an unreadable
+    record starts afresh. At most ``PROGRESS_ROWS`` rows are drawn (evenly spaced).
+
+    Pixel size: ``LABEL_PX`` + the tiled rows' width, times 2 for 28-pixel images."""
+    x = np.round(_as_images(images) * 255).astype(np.uint8)  # (k, H, W, C)
+    steps, rows = np.zeros(0, np.int64), np.zeros((0,) + x.shape, np.uint8)
+    record = Path(record)
+    if record.exists():
+        try:
+            with np.load(record, allow_pickle=False) as f:
+                steps, rows = f["steps"], f["images"]
+            if rows.shape[1:] != x.shape or len(steps) != len(rows):
+                raise ValueError(f"its rows are {rows.shape[1:]}, not {x.shape}")
+        except Exception as e:  # noqa: BLE001 (any damage: start the strip again)
+            print(f"warning: {record} is unreadable ({e}); the progress strip starts afresh",
+                  file=sys.stderr, flush=True)
+            steps, rows = np.zeros(0, np.int64), np.zeros((0,) + x.shape, np.uint8)
+    keep = steps < int(step)
+    steps = np.append(steps[keep], int(step))
+    rows = np.concatenate([rows[keep], x[None]])
+    atomic_write(record, lambda f: np.savez(f, steps=steps, images=rows))
+    show = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), PROGRESS_ROWS)).round()
+                     .astype(int))
+    k, h = x.shape[0], x.shape[1]
+    grid = tile(rows[show].reshape((-1,) + x.shape[1:]).transpose(0, 3, 1, 2) / 255.0, nrow=k)
+    gh, gw = grid.shape[:2]
+    scale = max(1, math.ceil(400 / gw))
+    w, hh = LABEL_PX + gw * scale, gh * scale + TITLE_PX
+    fig = plt.figure(figsize=(w / DPI, hh / DPI), dpi=DPI)
+    ax = fig.add_axes([LABEL_PX / w, 0, gw * scale / w, gh * scale / hh])
+    ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    for r, s in enumerate(steps[show]):
+        y = (2 + r * (h + 2) + h / 2) * scale  # pixels from the grid's top (2-px padding)
+        fig.text((LABEL_PX - 6) / w, 1 - (TITLE_PX + y) / hh, f"step {s}", ha="right",
+                 va="center", fontsize=9)
+    fig.text(0.5, 1 - (TITLE_PX / 2) / hh, "the same noise at each evaluation", ha="center",
+             va="center", fontsize=10)
+    return save_figure(fig, path)
+
+
 # ---------------------------------------------------------------- 2-D points
 
 def _point_sets(points):
@@ -163,15 +215,20 @@ def scatter2d(points, path, title=None, lim=None, size=(5, 5), s=3, alpha=0.5,
 
 RESERVED_KEYS = ("step", "time", "kind", "it_s")
 # Metrics drawn in one panel because comparing them is the point: members -> panel title.
-OVERLAYS = {("w1", "critic_w1", "w1_estimate"): "W1: exact vs the critic's estimate"}
+OVERLAYS = {("w1", "critic_w1", "w1_estimate"): "W1: exact vs the critic's estimate",
+            ("fd", "fd_floor", "fd_train"): "FD in a digit classifier's features"}
 LEGEND = {"w1": "exact", "critic_w1": "critic, eval samples",
-          "w1_estimate": "critic, training batches"}
+          "w1_estimate": "critic, training batches", "fd": "generated vs held-out",
+          "fd_floor": "held-out halves (floor)", "fd_train": "training vs held-out"}
 LABELS = {"w1": "exact W1 (generated vs data)", "critic_w1": "critic's W1 estimate",
           "w1_estimate": "critic's W1 estimate", "sliced_w1": "sliced W1 (generated vs data)",
           "modes": "modes covered", "high_quality": "fraction near a mode",
           "active_units": "active latent units", "elbo": "ELBO (nats)", "iwae": "IWAE bound (nats)",
-          "recon": "reconstruction NLL (nats)", "kl": "KL(q || p) (nats)"}
-COUNT_KEYS = ("modes", "active_units")  # integer ticks, axis from 0
+          "recon": "reconstruction NLL (nats)", "kl": "KL(q || p) (nats)",
+          "coverage": "digit classes covered", "confidence": "classifier's mean confidence",
+          "mnist_score": "MNIST score (10 best)",
+          "classifier_accuracy": "classifier's held-out accuracy"}
+COUNT_KEYS = ("modes", "active_units", "coverage")  # integer ticks, axis from 0
 
 
 def read_metrics(path):

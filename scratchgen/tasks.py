@@ -107,8 +107,9 @@ class Task:
         """``n`` samples as a host NumPy array (images (n, C, H, W) or points (n, D))."""
         raise NotImplementedError
 
-    def plots(self, run_dir, rng):
-        """Write the model's figures (PNG) into ``run_dir``; return the paths."""
+    def plots(self, run_dir, rng, step=None):
+        """Write the model's figures (PNG) into ``run_dir`` at training step ``step`` (None:
+        not known); return the paths."""
         return []
 
     def state_dict(self):

@@ -18,7 +18,8 @@ summary). A run directory (:class:`~scratchgen.rundir.RunDir`, locked while writ
 * ``ckpt-XXXXXXXX.npz`` (the last ``keep_checkpoints``, only ever from finite state): step,
   batch index, modules, optimisers and ``task.state_dict()`` after step XXXXXXXX;
 * ``eval.json`` (the latest evaluation), ``curves.png`` and the task's figures, redrawn at
-  every evaluation.
+  every evaluation (an image GAN's ``progress.png`` gains a row each time, kept in
+  ``progress.npz``).
 
 Step ``k`` (0-based) trains on the data's next ``task.batches_per_step(k)`` batches (the harness
 keeps their index) with ``step_rng(seed, k)``; modules are initialised after
@@ -446,7 +447,7 @@ def evaluate(r, figures=True):
 
 def draw_figures(task, run_dir, seed, step):
     """The task's figures and the metric curves; returns their paths."""
-    written = list(task.plots(run_dir, step_rng(seed, step, STREAMS["plots"])) or [])
+    written = list(task.plots(run_dir, step_rng(seed, step, STREAMS["plots"]), step) or [])
     metrics = Path(run_dir) / "metrics.jsonl"
     if metrics.exists() and metrics.stat().st_size:
         written.append(plots.metric_curves(metrics, Path(run_dir) / "curves.png"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import scratchgen as sg
-from scratchgen import nn
+from scratchgen import metrics, nn
 from scratchgen.losses import adversarial as A
 from scratchgen.models import gan as G
 from scratchgen.data import DataSource
@@ -298,7 +298,9 @@ def test_mnist_defaults_in_the_spec():
         config = trainer.new_config(name, dataset="mnist")
         assert config.steps == cls.default_steps("mnist")
         assert trainer.new_config(name, dataset="mnist", steps=7).steps == 7
-    assert get_task("gan").spec.defaults("mnist")["lr"] == 2e-4
+    gan = get_task("gan").spec
+    assert (gan.defaults("mnist")["lr"], gan.defaults("8gaussians")["lr"]) == (1e-3, 2e-4)
+    assert gan.defaults("mnist")["channels"] == 32
 
 
 @pytest.mark.parametrize("name", ["gan", "wgan", "wgan-gp"])
@@ -360,6 +362,10 @@ def test_mnist_evaluate_on_hand_made_generators(mnist_data, digit_cache):
     assert good["coverage"] == 10 and blank["coverage"] == 1 and blank["mnist_score"] < 1.01
     assert good["mnist_score"] > 5 and good["classifier_accuracy"] > 0.7
     assert "sliced_w1" not in good
+    f = task.digit_metrics.real_features  # the floor: two held-out halves of eval_samples each
+    assert good["fd_floor"] == metrics.frechet_distance(f[:100], f[100:200])
+    task.G = Replay(mnist_data.training_set()[0][:100, None] / 127.5 - 1)  # the same digits
+    assert task.evaluate(np.random.default_rng(0))["fd"] == pytest.approx(good["fd_train"])
 
 
 def test_unlabelled_images_keep_the_sliced_w1(tmp_path):

@@ -121,13 +121,15 @@ def test_training_set_holds_no_held_out_example(mnist, tmp_path):
 
 def test_classifier_is_cached_by_data_and_recipe(mnist, cache):
     x, y = mnist.training_set()
-    x, y = x[:256], y[:256]
+    recipe = dict(QUICK, max_images=256)
     held = (mnist.held_out.x[:100], mnist.held_out.labels[:100])
     log = []
-    first = C.digit_classifier(x, y, held_out=held, recipe=QUICK, **_quiet(log))
+    first = C.digit_classifier(x[:300], y[:300], held_out=held, recipe=recipe, **_quiet(log))
     assert len(log) == 1 and log[0].startswith("training the digit classifier once (256 images")
-    assert first.path.parent == cache and first.path.exists()
-    again = C.digit_classifier(x, y, held_out=held, recipe=QUICK, **_quiet(log))
+    x, y = x[:256], y[:256]  # the recipe's max_images: the rest are not used
+    assert first.path == C.cache_path(x, y, recipe) and first.path.parent == cache
+    assert first.path.exists()
+    again = C.digit_classifier(x, y, held_out=held, recipe=recipe, **_quiet(log))
     assert len(log) == 1 and again.path == first.path  # loaded, not retrained
     for k, v in first.net.state_dict().items():
         assert np.array_equal(np.asarray(v), np.asarray(again.net.state_dict()[k]))
@@ -136,8 +138,8 @@ def test_classifier_is_cached_by_data_and_recipe(mnist, cache):
     y2[0] = (y2[0] + 1) % 10
     x2 = x.copy()
     x2[0, 0, 0] ^= 1
-    paths = {first.path, C.cache_path(x, y2, QUICK), C.cache_path(x2, y, QUICK),
-             C.cache_path(x, y, dict(QUICK, seed=1)), C.cache_path(x, y, dict(QUICK, lr=2e-3))}
+    paths = {first.path, C.cache_path(x, y2, recipe), C.cache_path(x2, y, recipe),
+             C.cache_path(x, y, dict(recipe, seed=1)), C.cache_path(x, y, dict(recipe, lr=2e-3))}
     assert len(paths) == 5
 
 
@@ -184,7 +186,8 @@ def test_classifier_learns_digits(mnist, digit_cache):
 
 
 # ---- an MNIST GAN run reports them --------------------------------------------------------------
-KEYS = ("fd", "fd_floor", "coverage", "confidence", "mnist_score", "classifier_accuracy")
+KEYS = ("fd", "fd_floor", "fd_train", "coverage", "confidence", "mnist_score",
+        "classifier_accuracy")
 
 
 def test_mnist_gan_run_reports_the_image_metrics(tmp_path, digit_cache, capsys):
@@ -199,9 +202,72 @@ def test_mnist_gan_run_reports_the_image_metrics(tmp_path, digit_cache, capsys):
     for e in evals + [json.loads((out / "eval.json").read_text())]:
         assert set(KEYS) <= set(e) and "sliced_w1" not in e
         assert 1 <= e["coverage"] <= 10 and 1 <= e["mnist_score"] <= 10 and e["fd"] > 0
-    assert evals[0]["fd_floor"] == evals[1]["fd_floor"]
+    assert evals[0]["fd_floor"] == evals[1]["fd_floor"] and evals[0]["fd"] > e["fd_train"]
     capsys.readouterr()
     assert main(["eval", str(out), "--no-plots"]) == 0
     printed = capsys.readouterr().out
     assert all(f" {k}  " in printed for k in KEYS) and "fd_floor" in printed
     assert json.loads((out / "eval.json").read_text())["fd"] == pytest.approx(evals[1]["fd"])
+
+
+# ---- pictures while it trains ----------------------------------------------------------------
+def _gan_run(out, steps, **kw):
+    from scratchgen import trainer
+    return trainer.run("gan", dataset="mnist", split="test", holdout=8000, data_dir=MNIST_DIR,
+                       steps=steps, eval_every=2, batch_size=8, out=out, progress=False,
+                       overrides={"eval_samples": "100"}, **kw)
+
+
+def _progress(run):
+    with np.load(run / "progress.npz") as f:
+        return f["steps"].tolist(), f["images"]
+
+
+def test_fixed_noise_is_the_same_at_every_evaluation(mnist, tmp_path):
+    import scratchgen as sg
+    from scratchgen.tasks import get_task
+    seen = []
+
+    class Recorder(sg.nn.Module):
+        def forward(self, z):
+            seen.append(z.numpy().copy())
+            return sg.tensor(np.tanh(np.resize(z.numpy(), (z.shape[0], 1, 28, 28))))
+
+    task = get_task("gan")({"batch_size": 8}, mnist)
+    task.G = Recorder()
+    task.plots(tmp_path, np.random.default_rng(1), step=1)
+    task.plots(tmp_path, np.random.default_rng(2), step=2)
+    assert len(seen) == 2 and seen[0].shape == (64, 64) and np.array_equal(seen[0], seen[1])
+    assert task.noise(64, np.random.default_rng(1)).numpy().tolist() != seen[0].tolist()
+    assert _progress(tmp_path)[0] == [1, 2]
+    task.plots(tmp_path, np.random.default_rng(3), step=2)  # again at step 2: replaced
+    steps, rows = _progress(tmp_path)
+    assert steps == [1, 2] and rows.shape == (2, 10, 28, 28, 1)
+    assert np.array_equal(rows[0], rows[1])  # same z, same 'generator'
+
+
+def test_progress_survives_an_interrupted_run_and_resume_repeats_it(tmp_path, digit_cache,
+                                                                  monkeypatch):
+    import signal
+
+    from scratchgen import trainer
+    from scratchgen.models.gan import GANTask
+    whole = _gan_run(tmp_path / "whole", 4)
+    steps, rows = _progress(whole)
+    assert steps == [2, 4] and not np.array_equal(rows[0], rows[1])  # it trained
+    train_step = GANTask.train_step
+
+    def interrupted(self, step, batches, rng):
+        if step == 2:  # during the third step: it finishes, saves and stops
+            os.kill(os.getpid(), signal.SIGINT)
+        return train_step(self, step, batches, rng)
+
+    monkeypatch.setattr(GANTask, "train_step", interrupted)
+    with pytest.raises(trainer.TrainingStopped):
+        _gan_run(tmp_path / "cut", 4)
+    monkeypatch.setattr(GANTask, "train_step", train_step)
+    cut = tmp_path / "cut"
+    assert (cut / "progress.png").read_bytes()[:4] == b"\x89PNG" and _progress(cut)[0] == [2]
+    trainer.run(resume=cut, progress=False)
+    steps2, rows2 = _progress(cut)
+    assert steps2 == [2, 4] and np.array_equal(rows2, rows)  # the same z, the same samples

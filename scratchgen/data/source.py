@@ -19,7 +19,7 @@ from .mnist import load_mnist
 from .toy import TOY_DATASETS, toy_dataset
 
 DATASETS = TOY_DATASETS + ("mnist",)
-STREAMS = {"train": 1, "eval": 2, "plots": 3, "held_out": 4}
+STREAMS = {"train": 1, "eval": 2, "plots": 3, "held_out": 4, "fixed_noise": 5}
 
 HeldOut = namedtuple("HeldOut", "x labels")
 HeldOut.__doc__ = """Held-out examples: ``x`` preprocessed float32 (like the training
@@ -28,7 +28,7 @@ batches), ``labels`` an int array or None."""
 
 def step_rng(seed, step, stream=1):
     """The Generator for ``step``'s ``stream`` (:data:`STREAMS`: 1 training, 2 evaluation,
-    3 plots, 4 the toy held-out set): ``SeedSequence([seed, step], spawn_key=(stream,))``. The
+    3 plots, 4 the toy held-out set, 5 the fixed noise of the progress pictures): ``SeedSequence([seed, step], spawn_key=(stream,))``. The
     spawn key pads the entropy to 5 words, so these never coincide with the data layer's plain
     ``default_rng([seed, ...])`` streams (at most 4 words)."""
     ss = np.random.SeedSequence([int(seed), int(step)], spawn_key=(int(stream),))

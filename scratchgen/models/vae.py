@@ -308,7 +308,7 @@ class VAETask(Task):
             out = self.model.mean(self.model.decode(tensor(np.asarray(z, np.float32))))
         return backend.to_numpy(out.data).reshape((len(z),) + self.image_shape)
 
-    def plots(self, run_dir, rng):
+    def plots(self, run_dir, rng, step=None):
         from pathlib import Path
 
         from scratchgen import plots as P
@@ -317,7 +317,8 @@ class VAETask(Task):
         codes = self.encode_held_out() if self.held_x is not None else None
         if self.image_shape is not None:
             paths.append(P.image_grid(self.sample(100, rng), d / "vae_samples.png", nrow=10,
-                                      title="samples from the prior (decoder means)"))
+                                      title="samples from the prior (decoder means)"
+                                      + ("" if step is None else f", step {step}")))
             if self.held_x is not None:
                 x = self.held_x[:30]
                 with no_grad():
