@@ -395,10 +395,10 @@ def report_check(model, diffs):
 class Lock:
     """An exclusive flock on ``path`` (None: no lock), taken on entry and handed back and taken
     again by :meth:`breathe` once held ``piece`` seconds, so a long run shares a machine in
-    pieces."""
+    pieces; ``waited`` sums the seconds :meth:`breathe` spent (not counted as training time)."""
 
     def __init__(self, path, piece=240.0):
-        self.path, self.piece, self.file, self.since = path, piece, None, 0.0
+        self.path, self.piece, self.file, self.since, self.waited = path, piece, None, 0.0, 0.0
 
     def __enter__(self):
         if self.path is not None:
@@ -415,8 +415,10 @@ class Lock:
 
     def breathe(self):
         if self.file is not None and time.monotonic() - self.since > self.piece:
+            t0 = time.monotonic()
             self.__exit__()
             self.__enter__()
+            self.waited += time.monotonic() - t0
 
 
 def _progress(name, k, steps, logs, t0):
@@ -436,7 +438,7 @@ def train_scratchgen(task, data, config, schedules, lock):
         for s in schedules:
             s.step()
         _progress("scratchgen", k, config.steps, logs, t0)
-    return time.perf_counter() - t0, lrs
+    return time.perf_counter() - t0 - lock.waited, lrs
 
 
 def train_torch(mirror, data, config, lrs, lock):
@@ -448,7 +450,7 @@ def train_torch(mirror, data, config, lrs, lock):
         logs = mirror.step(k, data.batches(batch, n), step_rng(config.seed, k))
         batch += n
         _progress("torch", k, config.steps, logs, t0)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0 - lock.waited
 
 
 def measure(task, config):
