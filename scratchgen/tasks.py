@@ -76,10 +76,10 @@ class Task:
         """Raise ValueError naming what fits if examples of ``kind`` (``'points'``/``'images'``)
         and ``shape`` cannot be modelled; called before anything is written."""
 
-    def check_checkpoint(self, modules, version=None):
+    def check_checkpoint(self, modules):
         """Raise ValueError (one line, saying what to do) if a checkpoint's module states
-        (dict name -> state dict), written by scratchgen ``version``, are known not to fit
-        this task's modules; the harness reports other mismatches parameter by parameter."""
+        (dict name -> state dict) are known not to fit this task's modules; the harness
+        reports other mismatches parameter by parameter."""
 
     def batches_per_step(self, step):
         """How many training batches ``train_step(step, ...)`` takes (default 1)."""

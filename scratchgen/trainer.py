@@ -187,7 +187,7 @@ def restore(task, path, state, version=None):
     counted (``real_batches``), else one per step. Architecture mismatches name the
     parameter."""
     try:
-        task.check_checkpoint(state.get("modules", {}), version)
+        task.check_checkpoint(state.get("modules", {}))
     except ValueError as e:
         raise UsageError(f"{path}: {e}") from None
     for k, m in task.modules().items():

@@ -269,6 +269,12 @@ def test_mnist_recipes_batchnorm_where_it_belongs(mnist_data):
         assert has_bn(task.G) and has_bn(task.D) == d_bn, name
         assert not has_bn(toy_task(name).G) and not has_bn(toy_task(name).D)
     assert "d_batchnorm" not in get_task("wgan-gp").spec
+    count = lambda net: sum(p.size for p in net.parameters())
+    gan, gp = mnist_task("gan", mnist_data), mnist_task("wgan-gp", mnist_data)  # C = 32
+    assert count(gan.G) == count(gp.G) == 64 * 3136 + 2 * 64 + 64 * 32 * 16 + 2 * 32 + 32 * 16 + 1 \
+        == 234_177
+    assert count(gan.D) == 32 * 16 + 32 + 32 * 64 * 16 + 2 * 64 + 3136 + 1 == 36_577
+    assert count(gp.D) == 32 * 16 + 32 + 32 * 64 * 16 + 64 + 3136 + 1 == 36_513
     assert not has_bn(mnist_task("gan", mnist_data, g_batchnorm=False, d_batchnorm=False).G)
 
 

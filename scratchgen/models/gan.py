@@ -173,8 +173,8 @@ class _AdversarialTask(Task):
                                         else False)
         self.opt_g, self.opt_d = self.make_optimizers()
 
-    def check_checkpoint(self, modules, version=None):
-        """MNIST runs of scratchgen <= 0.1 saved networks without batch normalisation."""
+    def check_checkpoint(self, modules):
+        """MNIST runs saved before the batch-normalised recipes have no BatchNorm states."""
         if self.points:
             return
         flags = [f for f, k in (("g_batchnorm", "generator"), ("d_batchnorm", "critic"))
