@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchgen import metrics
+from scratchgen import backend, metrics
 from scratchgen.data import DataSource
 from scratchgen.models import classifier as C
 
@@ -132,7 +132,7 @@ def test_classifier_is_cached_by_data_and_recipe(mnist, cache):
     again = C.digit_classifier(x, y, held_out=held, recipe=recipe, **_quiet(log))
     assert len(log) == 1 and again.path == first.path  # loaded, not retrained
     for k, v in first.net.state_dict().items():
-        assert np.array_equal(np.asarray(v), np.asarray(again.net.state_dict()[k]))
+        assert np.array_equal(backend.to_numpy(v), backend.to_numpy(again.net.state_dict()[k]))
     assert again.accuracy == first.accuracy
     y2 = y.copy()
     y2[0] = (y2[0] + 1) % 10
@@ -147,7 +147,7 @@ def test_training_is_deterministic(mnist):
     x, y = mnist.training_set()
     x = C._symmetric(x[:128])
     a, b = (C.train_classifier(x, y[:128], QUICK).state_dict() for _ in range(2))
-    assert all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+    assert all(np.array_equal(backend.to_numpy(a[k]), backend.to_numpy(b[k])) for k in a)
 
 
 def test_corrupt_cache_file_is_retrained_with_a_warning(mnist, cache):
