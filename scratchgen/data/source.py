@@ -28,9 +28,10 @@ batches), ``labels`` an int array or None."""
 
 def step_rng(seed, step, stream=1):
     """The Generator for ``step``'s ``stream`` (:data:`STREAMS`: 1 training, 2 evaluation,
-    3 plots, 4 the toy held-out set, 5 the fixed noise of the progress pictures): ``SeedSequence([seed, step], spawn_key=(stream,))``. The
-    spawn key pads the entropy to 5 words, so these never coincide with the data layer's plain
-    ``default_rng([seed, ...])`` streams (at most 4 words)."""
+    3 plots, 4 the toy held-out set, 5 the fixed noise of the progress pictures):
+    ``SeedSequence([seed, step], spawn_key=(stream,))``. The spawn key pads the entropy to 5
+    words, so these never coincide with the data layer's plain ``default_rng([seed, ...])``
+    streams (at most 4 words)."""
     ss = np.random.SeedSequence([int(seed), int(step)], spawn_key=(int(stream),))
     return np.random.default_rng(ss)
 
@@ -133,9 +134,10 @@ class DataSource:
         return preprocess(x, self.preprocess, np.random.default_rng([self.seed, 2]))
 
     def training_set(self):
-        """``(x, labels)``: the training examples as loaded (uint8 pixels for MNIST, not preprocessed) and their
-        labels (None when unlabelled), without any held-out example: when ``held_out`` is the
-        first ``eval_size`` training examples (one split, no ``holdout``), those are left out.
+        """``(x, labels)``: the training examples as loaded (uint8 pixels for MNIST, not
+        preprocessed) and their labels (None when unlabelled), without any held-out example:
+        when ``held_out`` is the first ``eval_size`` training examples (one split, no
+        ``holdout``), those are left out.
         Toys: None (sampled afresh)."""
         return self._training
 

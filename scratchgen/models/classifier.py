@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 import scratchgen as sg
 from scratchgen import backend, nn, optim
@@ -99,10 +100,7 @@ class DigitClassifier:
 
     def probabilities(self, x):
         """(N, 10) float64 class probabilities p(y | x) (softmax of the logits)."""
-        logits = self._apply(self.net, x).astype(np.float64)
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+        return softmax(self._apply(self.net, x).astype(np.float64), axis=1)
 
     def score(self, x, labels):
         """Share of ``x`` whose most probable class is its label."""

@@ -169,8 +169,7 @@ class _AdversarialTask(Task):
         else:
             hp = self.hp
             self.G = DCGANGenerator(self.z_dim, hp.channels, hp.g_batchnorm)
-            self.D = DCGANDiscriminator(hp.channels, hp["d_batchnorm"] if "d_batchnorm" in hp
-                                        else False)
+            self.D = DCGANDiscriminator(hp.channels, getattr(hp, "d_batchnorm", False))
         self.opt_g, self.opt_d = self.make_optimizers()
 
     def check_checkpoint(self, modules):
@@ -178,7 +177,7 @@ class _AdversarialTask(Task):
         if self.points:
             return
         flags = [f for f, k in (("g_batchnorm", "generator"), ("d_batchnorm", "critic"))
-                 if f in self.hp and self.hp[f]
+                 if getattr(self.hp, f, False)
                  and not any(n.endswith("running_mean") for n in modules.get(k, {}))]
         if flags:
             raise ValueError(
@@ -271,10 +270,10 @@ class _AdversarialTask(Task):
     def evaluate(self, rng):
         """Metrics of ``eval_samples`` samples against as many held-out examples. Points:
         exact ``w1`` (and ``modes``, ``high_quality`` on toys). Labelled digits (MNIST): ``fd``,
-        ``fd_floor``, ``fd_train``, ``coverage``, ``confidence``, ``mnist_score``, ``classifier_accuracy``
-        (see :class:`~scratchgen.models.classifier.DigitMetrics`). Other images (a .npy of
-        28x28 images, no labels to train a classifier on): the pixel-space ``sliced_w1``. And
-        the critic's view of both sets (:meth:`eval_critic`)."""
+        ``fd_floor``, ``fd_train``, ``coverage``, ``confidence``, ``mnist_score``,
+        ``classifier_accuracy`` (see :class:`~scratchgen.models.classifier.DigitMetrics`).
+        Other images (a .npy of 28x28 images, no labels to train a classifier on): the
+        pixel-space ``sliced_w1``. And the critic's view of both sets (:meth:`eval_critic`)."""
         n = self.hp.eval_samples
         fake = self.sample(n, rng)
         real = self.held_out(n)
