@@ -136,3 +136,40 @@ def test_chunks_cover_the_batch_once():
         sizes = [b - a for a, b in ch]
         assert max(sizes) - min(sizes) <= 1
         assert len(ch) == n or len(ch) % n_threads() == 0
+
+
+@st.composite
+def f23_case(draw):
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    h, wd = draw(st.integers(1, 13)), draw(st.integers(1, 13))
+    pt, pl = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    th, tw = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    return n, c, h, wd, pt, pl, th, tw, draw(st.sampled_from([np.float32, np.float64])), \
+        draw(st.integers(0, 2**32 - 1))
+
+
+@settings(deadline=None, max_examples=60)
+@given(f23_case())
+def test_unrolled_f23_transforms_match_the_generic_ones(case):
+    """``_tiles_f23`` (input tiles with padding; gradient tiles) and ``_out_f23`` compute the
+    generic transforms with ``matrices(2, 3)`` on any geometry, tiles past the plane included."""
+    n, c, h, wd, pt, pl, th, tw, dt, seed = case
+    at, _, bt = (a.astype(dt) for a in winograd.matrices(2, 3))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n + 1, c, h, wd)).astype(dt)
+    n0, n1, k = 1, n + 1, n * th * tw  # a chunk that does not start at sample 0
+    tol = 1e-5 if dt == np.float32 else 1e-13
+    for is_gy, (p, q), mat in ((False, (pt, pl), bt), (True, (0, 0), np.ascontiguousarray(at.T))):
+        want, got = np.full((2, 16, c, k), np.nan, dt)
+        winograd._tile_transform(x.reshape(-1), n0, n1, c, h, wd, 1, p, q, th, tw, 2, mat,
+                                 want.reshape(-1))
+        winograd._tiles_f23(x.reshape(-1), n0, n1, c, h, wd, p, q, th, tw, is_gy, got.reshape(-1))
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    mm = rng.standard_normal((16, c, k)).astype(dt)
+    hy, wy = 2 * th - (seed % 2), 2 * tw - (seed // 2 % 2)  # odd sizes: the last tile cut
+    want, got = np.full((2, n + 1, c, hy, wy), np.nan, dt)
+    winograd._out_transform(mm.reshape(-1), n0, n1, c, 1, th, tw, at, want.reshape(-1), hy, wy,
+                            0, 0)
+    winograd._out_f23(mm.reshape(-1), n0, n1, c, th, tw, got.reshape(-1), hy, wy)
+    np.testing.assert_allclose(got[n0:], want[n0:], rtol=tol, atol=tol)
+    assert np.isnan(got[0]).all()  # nothing outside the chunk written
