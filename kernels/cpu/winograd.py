@@ -341,10 +341,32 @@ def phase_filters(w, s, r):
 
 def filter_transform(g, m, r, dt):
     """U[e, o, c] = (G g[o, c] G^T)[u, vv], e = u*alpha + vv, computed in float64."""
+    if (m, r) == (2, 3):
+        u = np.empty((16, g.shape[0], g.shape[1]), dt)
+        _filter_f23(np.ascontiguousarray(g).reshape(-1), u.reshape(-1))
+        return u
     _, gm, _ = matrices(m, r)
     al = gm.shape[0]
     u = np.einsum("ap,ocpq,bq->aboc", gm, g.astype(np.float64), gm, optimize=True)
     return np.ascontiguousarray(u.reshape(al * al, g.shape[0], g.shape[1]), dtype=dt)
+
+
+@njit(**_JIT)
+def _filter_f23(g, u):
+    """``filter_transform`` for F(2x2, 3x3) (G g = (-g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2)):
+    g flat (O*C, 3, 3) in any float dtype, u flat (16, O*C); arithmetic in float64 (the
+    einsum route took ~1.5 ms on W4's 128x64 filters, more than a chunk's transforms)."""
+    oc = g.size // 9
+    t = np.empty((4, 3))
+    for k in range(oc):
+        for q in range(3):
+            g0, g1, g2 = np.float64(g[9 * k + q]), np.float64(g[9 * k + 3 + q]), np.float64(g[9 * k + 6 + q])
+            t[0, q], t[1, q], t[2, q], t[3, q] = -g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
+        for a in range(4):
+            g0, g1, g2 = t[a, 0], t[a, 1], t[a, 2]
+            e = a * 4 * oc + k
+            u[e], u[e + oc] = -g0, 0.5 * (g0 + g1 + g2)
+            u[e + 2 * oc], u[e + 3 * oc] = 0.5 * (g0 - g1 + g2), g2
 
 
 def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
@@ -382,7 +404,7 @@ def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
 
 def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
     """dg' (O, C*s*s, r, r) of the polyphase convolution: G^T [sum over chunks of
-    (A gy A^T)[e] @ V[e]^T] G, accumulated per worker, in float64 at the end."""
+    (A gy A^T)[e] @ V[e]^T] G, the chunks' products summed in float64."""
     at, gm, bt = matrices(m, r)
     dt = x.dtype
     a_, bt = np.ascontiguousarray(at.T, dtype=dt), bt.astype(dt)
@@ -391,7 +413,10 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
     al = m + r - 1
     t_ = th * tw
     xf, gf = x.reshape(-1), gy.reshape(-1)
-    parts = {}  # by chunk start: summed in chunk order, whichever thread finished first
+    chunks = batch_chunks(n, t_, 512)
+    # per chunk, summed in chunk order whichever thread finished first: deterministic
+    parts = np.empty((len(chunks), al * al, o, c * s * s), dt)
+    index = {n0: i for i, (n0, _) in enumerate(chunks)}
 
     def run(n0, n1):
         k = (n1 - n0) * t_
@@ -403,8 +428,34 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
         else:
             _tile_transform(xf, n0, n1, c, h, w, s, pt, pl, th, tw, m, bt, v.reshape(-1))
             _tile_transform(gf, n0, n1, o, ho, wo, 1, 0, 0, th, tw, m, a_, gt.reshape(-1))
-        parts[n0] = np.matmul(gt, v.transpose(0, 2, 1))
+        np.matmul(gt, v.transpose(0, 2, 1), out=parts[index[n0]])
 
-    parallel_chunks(run, batch_chunks(n, t_, 512))
-    du = np.sum([parts[k] for k in sorted(parts)], axis=0, dtype=np.float64).reshape(al, al, o, c * s * s)
+    parallel_chunks(run, chunks)
+    if (m, r) == (2, 3):
+        dg = np.empty((o, c * s * s, 3, 3))
+        _filter_grad_f23(parts.reshape(len(chunks), -1), dg.reshape(-1))
+        return dg
+    du = parts.sum(axis=0, dtype=np.float64).reshape(al, al, o, c * s * s)
     return np.einsum("ap,aboc,bq->ocpq", gm, du, gm, optimize=True)
+
+
+@njit(**_JIT)
+def _filter_grad_f23(parts, dg):
+    """dg[oc] = G^T (sum_k parts[k, :, oc] as 4x4) G for F(2x2, 3x3), in float64: the adjoint
+    of ``_filter_f23`` (G^T d = (-d0 + (d1+d2)/2, (d1-d2)/2, (d1+d2)/2 + d3)).
+    parts: (chunks, 16*O*C); dg: flat (O*C, 3, 3) float64."""
+    oc = parts.shape[1] // 16
+    acc = np.zeros(16 * oc)
+    for k in range(parts.shape[0]):
+        for i in range(16 * oc):
+            acc[i] += parts[k, i]
+    t = np.empty((3, 4))
+    for j in range(oc):
+        for b in range(4):
+            d0, d1, d2, d3 = acc[b * oc + j], acc[(4 + b) * oc + j], acc[(8 + b) * oc + j], acc[(12 + b) * oc + j]
+            t[0, b], t[1, b], t[2, b] = -d0 + 0.5 * (d1 + d2), 0.5 * (d1 - d2), 0.5 * (d1 + d2) + d3
+        for p in range(3):
+            d0, d1, d2, d3 = t[p, 0], t[p, 1], t[p, 2], t[p, 3]
+            dg[9 * j + 3 * p] = -d0 + 0.5 * (d1 + d2)
+            dg[9 * j + 3 * p + 1] = 0.5 * (d1 - d2)
+            dg[9 * j + 3 * p + 2] = 0.5 * (d1 + d2) + d3
