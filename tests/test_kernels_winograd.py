@@ -151,7 +151,7 @@ def f23_case(draw):
 @settings(deadline=None, max_examples=60)
 @given(f23_case())
 def test_unrolled_f23_transforms_match_the_generic_ones(case):
-    """``_tiles_f23`` (input tiles with padding; gradient tiles) and ``_out_f23`` compute the
+    """``_x_tiles_f23`` (input tiles, padded), ``_gy_tiles_f23`` and ``_out_f23`` compute the
     generic transforms with ``matrices(2, 3)`` on any geometry, tiles past the plane included."""
     n, c, h, wd, pt, pl, th, tw, dt, seed = case
     at, _, bt = (a.astype(dt) for a in winograd.matrices(2, 3))
@@ -159,11 +159,13 @@ def test_unrolled_f23_transforms_match_the_generic_ones(case):
     x = rng.standard_normal((n + 1, c, h, wd)).astype(dt)
     n0, n1, k = 1, n + 1, n * th * tw  # a chunk that does not start at sample 0
     tol = 1e-5 if dt == np.float32 else 1e-13
+    xf = x.reshape(-1)
+    tiles = {False: lambda v: winograd._x_tiles_f23(xf, n0, n1, c, h, wd, pt, pl, th, tw, v),
+             True: lambda v: winograd._gy_tiles_f23(xf, n0, n1, c, h, wd, th, tw, v)}
     for is_gy, (p, q), mat in ((False, (pt, pl), bt), (True, (0, 0), np.ascontiguousarray(at.T))):
         want, got = np.full((2, 16, c, k), np.nan, dt)
-        winograd._tile_transform(x.reshape(-1), n0, n1, c, h, wd, 1, p, q, th, tw, 2, mat,
-                                 want.reshape(-1))
-        winograd._tiles_f23(x.reshape(-1), n0, n1, c, h, wd, p, q, th, tw, is_gy, got.reshape(-1))
+        winograd._tile_transform(xf, n0, n1, c, h, wd, 1, p, q, th, tw, 2, mat, want.reshape(-1))
+        tiles[is_gy](got.reshape(-1))
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
     mm = rng.standard_normal((16, c, k)).astype(dt)
     hy, wy = 2 * th - (seed % 2), 2 * tw - (seed // 2 % 2)  # odd sizes: the last tile cut

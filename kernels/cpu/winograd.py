@@ -36,6 +36,7 @@ from .parallel import batch_chunks, parallel_chunks
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
 _POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
+CHUNK_COLS = 512  # tiles (GEMM columns) per chunk of samples: 256 and 1024 measured slower
 _MATS = {}
 
 
@@ -222,7 +223,7 @@ def _f23_1d(a0, a1, a2, a3, is_gy):
     return a2 - a0, a1 + a2, a2 - a1, a3 - a1
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, is_gy, v):
     """v[e, c, (n - n0)*T + ti*tw + tj] = (X D X^T)[u, l], e = 4u + l, T = th*tw, for samples
     n0 <= n < n1: X = B^T and D the 4x4 tile at x_pad rows 2ti - pt + (0..3), columns
@@ -241,17 +242,21 @@ def _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, is_gy, v):
     od = np.zeros(hp * wh + 1, x.dtype)
     rb = np.zeros(8 * half + tw, x.dtype)  # rb[l, parity, i, tj]: row pass of row 2i + parity
     ilo, ihi = pt, min(hp, h + pt)
+    # padded column 2jj (+1) is x column 2jj - pl (+1): the jj inside x, per parity; the rest
+    # of ev / od stays 0
+    elo, ehi = min((pl + 1) // 2, wh), min((w - 1 + pl) // 2 + 1, wh)
+    olo, ohi = min(pl // 2, wh), min((w - 2 + pl) // 2 + 1, wh)
     one, utw = uint64(1), uint64(tw)
     for c in range(c_):
         for n in range(n0, n1):
             xb = (n * c_ + c) * h * w
             for r in range(ilo, ihi):
                 o = uint64(r * wh)
-                xr = xb + (r - pt) * w - pl
-                for jj in range(wh):
-                    j = 2 * jj - pl
-                    ev[o + uint64(jj)] = x[uint64(xr + 2 * jj)] if 0 <= j < w else 0
-                    od[o + uint64(jj)] = x[uint64(xr + 2 * jj + 1)] if 0 <= j + 1 < w else 0
+                xr = uint64(xb + (r - pt) * w - pl)  # mod 2**64 when pl > 0: j >= 1 below
+                for jj in range(elo, ehi):
+                    ev[o + uint64(jj)] = x[xr + uint64(2 * jj)]
+                for jj in range(olo, ohi):
+                    od[o + uint64(jj)] = x[xr + uint64(2 * jj + 1)]
             for r in range(hp):
                 o = uint64(r * wh)
                 d = uint64(((r & 1) * (half // tw) + (r >> 1)) * tw)
@@ -279,6 +284,18 @@ def _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, is_gy, v):
                     v[b1 + q] = r1
                     v[b2 + q] = r2
                     v[b3 + q] = r3
+
+
+@njit(**_JIT)
+def _x_tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, v):
+    """``_tiles_f23`` of an input (B^T), compiled with the branch folded away."""
+    _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, False, v)
+
+
+@njit(**_JIT)
+def _gy_tiles_f23(gy, n0, n1, o_, ho, wo, th, tw, v):
+    """``_tiles_f23`` of a gradient (A)."""
+    _tiles_f23(gy, n0, n1, o_, ho, wo, 0, 0, th, tw, True, v)
 
 
 @njit(**_JIT)
@@ -386,8 +403,7 @@ def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
     def run(n0, n1):
         v = np.empty((u.shape[0], u.shape[2], (n1 - n0) * t_), dt)
         if f23:
-            _tiles_f23(xf, n0, n1, c, x.shape[2], x.shape[3], pt, pl, th, tw, False,
-                       v.reshape(-1))
+            _x_tiles_f23(xf, n0, n1, c, x.shape[2], x.shape[3], pt, pl, th, tw, v.reshape(-1))
         else:
             _tile_transform(xf, n0, n1, c, x.shape[2], x.shape[3], s, pt, pl, th, tw, m, bt,
                             v.reshape(-1))
@@ -398,7 +414,7 @@ def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
             _out_transform(mm.reshape(-1), n0, n1, o_, s_out, th, tw, at, yf, y.shape[2],
                            y.shape[3], qt, ql)
 
-    parallel_chunks(run, batch_chunks(n, t_, 512))
+    parallel_chunks(run, batch_chunks(n, t_, CHUNK_COLS))
     return y
 
 
@@ -413,7 +429,7 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
     al = m + r - 1
     t_ = th * tw
     xf, gf = x.reshape(-1), gy.reshape(-1)
-    chunks = batch_chunks(n, t_, 512)
+    chunks = batch_chunks(n, t_, CHUNK_COLS)
     # per chunk, summed in chunk order whichever thread finished first: deterministic
     parts = np.empty((len(chunks), al * al, o, c * s * s), dt)
     index = {n0: i for i, (n0, _) in enumerate(chunks)}
@@ -423,8 +439,8 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
         v = np.empty((al * al, c * s * s, k), dt)
         gt = np.empty((al * al, o, k), dt)
         if (m, r, s) == (2, 3, 1):
-            _tiles_f23(xf, n0, n1, c, h, w, pt, pl, th, tw, False, v.reshape(-1))
-            _tiles_f23(gf, n0, n1, o, ho, wo, 0, 0, th, tw, True, gt.reshape(-1))
+            _x_tiles_f23(xf, n0, n1, c, h, w, pt, pl, th, tw, v.reshape(-1))
+            _gy_tiles_f23(gf, n0, n1, o, ho, wo, th, tw, gt.reshape(-1))
         else:
             _tile_transform(xf, n0, n1, c, h, w, s, pt, pl, th, tw, m, bt, v.reshape(-1))
             _tile_transform(gf, n0, n1, o, ho, wo, 1, 0, 0, th, tw, m, a_, gt.reshape(-1))
