@@ -67,7 +67,7 @@ def run_all(n, c, o, h, w, k, s, p, dtype, layout=0, seed=0):
 
 
 def test_exports():
-    for name in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "out_size"):
+    for name in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "out_size", "matmul"):
         assert callable(getattr(cpu, name))
     for args in [(14, 3, 1, 1), (28, 4, 2, 1), (7, 4, 2, 1), (5, 5, 3, 2)]:
         assert cpu.out_size(*args) == reference.out_size(*args)
@@ -191,3 +191,28 @@ def test_weight_grad_is_the_same_bits_every_call(c, o, k, s, p):
     first = cpu.conv2d_weight_grad(x, gy, (k, k), s, p)
     for _ in range(20):
         np.testing.assert_array_equal(cpu.conv2d_weight_grad(x, gy, (k, k), s, p), first)
+
+
+@pytest.mark.parametrize("shapes", [((5, 3), (3, 4)), ((256, 128), (128, 128)),
+                                    ((512, 512), (512, 128)), ((2, 7, 3), (3, 5)),
+                                    ((4, 1, 6, 2), (3, 2, 7)), ((6, 0), (0, 2))])
+def test_matmul_is_numpys_with_one_blas_thread_below_the_threshold(shapes):
+    """Below ``SINGLE_THREAD_FLOPS`` (e.g. the 8-MFLOP products of a width-128 MLP) a product
+    runs with OpenBLAS at one thread, which is restored after; any shape gives NumPy's
+    bits (the same GEMM, only the thread count differs)."""
+    from unittest import mock
+    from threadpoolctl import threadpool_info
+    from scratchgen.kernels.cpu import linalg
+    blas = lambda: [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    before = blas()
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+    seen = []
+    real = np.matmul
+    with mock.patch.object(linalg.np, "matmul",
+                           side_effect=lambda *x: (seen.append(blas()), real(*x))[1]):
+        got = linalg.matmul(a, b)
+    np.testing.assert_array_equal(got, np.matmul(a, b))
+    small = 2 * a.size * b.shape[-1] < linalg.SINGLE_THREAD_FLOPS  # a's batch covers b's here
+    assert seen == [[1] * len(before) if small else before]
+    assert blas() == before

@@ -30,7 +30,7 @@ import numpy as np
 from ..reference import adam_arrays
 
 __all__ = [
-    "out_size", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "adam_update",
+    "out_size", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "matmul", "adam_update",
     "self_test", "SOURCE_DIR", "CU_SOURCES", "MAX_COLS_BYTES",
 ]
 
@@ -95,6 +95,11 @@ def _pair(v):
         return int(v), int(v)
     a, b = v
     return int(a), int(b)
+
+
+def matmul(a, b):
+    """``a @ b`` (cuBLAS through CuPy)."""
+    return _cupy().matmul(a, b)
 
 
 def out_size(size, k, s, p):

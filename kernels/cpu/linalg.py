@@ -1,0 +1,30 @@
+"""Matrix products for the ``cpu`` backend: small ones with OpenBLAS held at one thread.
+
+OpenBLAS's worker threads spin-wait for a core between calls. Beside another busy process
+they lose whole scheduler slices on every small product: the README's main job (an MLP of
+width 128, products of ~8 MFLOP) ran 3.4x slower with its default two threads than with
+``OPENBLAS_NUM_THREADS=1`` (10 vs 34 steps/s), and no faster on a quiet machine. Large
+products keep OpenBLAS's own threads: splitting them over our own threads
+(``parallel_chunks``) was robust under load but 15-20% slower quiet (a ~50 us thread hand-off
+per call, each block packing the other operand again: W1 4.2 -> 5.8 ms), see
+``benchmarks/PROFILE.md``.
+"""
+import numpy as np
+
+from .parallel import _lock, one_blas_thread
+
+# 2 * batch * M * K * N below which a product runs with one BLAS thread
+SINGLE_THREAD_FLOPS = 1 << 25
+
+
+def matmul(a, b):
+    """``np.matmul(a, b)``, with one BLAS thread below ``SINGLE_THREAD_FLOPS``."""
+    if a.ndim < 2 or b.ndim < 2:
+        return np.matmul(a, b)
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    batch = max(a.size // max(m * k, 1), b.size // max(k * n, 1))
+    if 2 * batch * m * k * n >= SINGLE_THREAD_FLOPS:
+        return np.matmul(a, b)
+    with _lock, one_blas_thread():
+        return np.matmul(a, b)
