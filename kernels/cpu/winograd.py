@@ -214,7 +214,7 @@ def _out_transform(mm, n0, n1, o_, s, th, tw, at, y, hy, wy, qt, ql):
 # A tile's columns 2tj..2tj+3 are the even/odd columns tj, tj+1 of its plane, and its rows
 # 2ti..2ti+3 the even/odd rows ti, ti+1: splitting planes by parity turns every pass into a
 # unit-stride loop (over a row of tiles, then over all th*tw tiles of a plane) that LLVM
-# vectorises; the generic loops above run ~2.5x slower on W4 (benchmarks/NOTES.md).
+# vectorises; the generic loops above run 2-2.4x slower on W4 (benchmarks/PROFILE.md).
 
 
 @njit(cache=True, inline="always")
@@ -254,7 +254,8 @@ def _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, is_gy, v):
             xb = (n * c_ + c) * h * w
             for r in range(ilo, ihi):
                 o = uint64(r * wh)
-                xr = uint64(xb + (r - pt) * w - pl)  # mod 2**64 when pl > 0: j >= 1 below
+                # wraps below 0 when pl > 0; every index read (jj >= elo, olo) is inside x
+                xr = uint64(xb + (r - pt) * w - pl)
                 for jj in range(elo, ehi):
                     ev[o + uint64(jj)] = x[xr + uint64(2 * jj)]
                 for jj in range(olo, ohi):
