@@ -109,6 +109,8 @@ def test_w4_float32_error(m):
 
 def test_routes_by_geometry():
     assert cc._winograd_m(64, 128, 3, 3, 1, 1) == cc.WINOGRAD_M[(3, 1)]  # W4: Winograd
+    assert cc._winograd_m(64, 128, 4, 4, 2, 2) == 2                      # D2: F(2x2, 2x2)
+    assert cc._polyphase_f22(2, 4, 2)                                    # ... channel-last
     assert cc._winograd_m(1, 64, 4, 4, 2, 2) == 0                        # D1: im2col
     assert cc._winograd_m(64, 128, 3, 3, 2, 2) == 0                      # no such route
     assert cc._winograd_m(64, 128, 3, 5, 1, 1) == 0                      # non-square
@@ -160,18 +162,21 @@ def test_unrolled_f23_transforms_match_the_generic_ones(case):
     n0, n1, k = 1, n + 1, n * th * tw  # a chunk that does not start at sample 0
     tol = 1e-5 if dt == np.float32 else 1e-13
     xf = x.reshape(-1)
-    tiles = {False: lambda v: winograd._x_tiles_f23(xf, n0, n1, c, h, wd, pt, pl, th, tw, v),
-             True: lambda v: winograd._gy_tiles_f23(xf, n0, n1, c, h, wd, th, tw, v)}
+    tiles = {False: lambda *v: winograd._x_tiles_f23(xf, n0, n1, c, h, wd, pt, pl, th, tw, *v),
+             True: lambda *v: winograd._gy_tiles_f23(xf, n0, n1, c, h, wd, th, tw, *v)}
     for is_gy, (p, q), mat in ((False, (pt, pl), bt), (True, (0, 0), np.ascontiguousarray(at.T))):
-        want, got = np.full((2, 16, c, k), np.nan, dt)
+        want = np.full((16, c, k), np.nan, dt)
+        got, buf, es = winograd.planes(16, c, k, dt)  # planes padded apart, as in the route
+        got[:] = np.nan
         winograd._tile_transform(xf, n0, n1, c, h, wd, 1, p, q, th, tw, 2, mat, want.reshape(-1))
-        tiles[is_gy](got.reshape(-1))
+        tiles[is_gy](buf, es)
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-    mm = rng.standard_normal((16, c, k)).astype(dt)
+    mm, buf, es = winograd.planes(16, c, k, dt)
+    mm[:] = rng.standard_normal((16, c, k))
     hy, wy = 2 * th - (seed % 2), 2 * tw - (seed // 2 % 2)  # odd sizes: the last tile cut
     want, got = np.full((2, n + 1, c, hy, wy), np.nan, dt)
-    winograd._out_transform(mm.reshape(-1), n0, n1, c, 1, th, tw, at, want.reshape(-1), hy, wy,
-                            0, 0)
-    winograd._out_f23(mm.reshape(-1), n0, n1, c, th, tw, got.reshape(-1), hy, wy)
+    winograd._out_transform(np.ascontiguousarray(mm).reshape(-1), n0, n1, c, 1, th, tw, at,
+                            want.reshape(-1), hy, wy, 0, 0)
+    winograd._out_f23(buf, es, n0, n1, c, th, tw, got.reshape(-1), hy, wy)
     np.testing.assert_allclose(got[n0:], want[n0:], rtol=tol, atol=tol)
     assert np.isnan(got[0]).all()  # nothing outside the chunk written

@@ -25,7 +25,8 @@ All numba functions use ``cache=True``, so they compile once per machine and per
 import numpy as np
 from numba import njit, prange, uint64
 
-from . import winograd
+from . import winograd, winograd_s2
+from .linalg import matmul
 from .parallel import batch_chunks, parallel_chunks
 from .winograd import _valid_range
 
@@ -186,11 +187,11 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
 
 # ---------------------------------------------------------------- public kernels
 
-# Winograd F(m, r) on polyphase components (``winograd.py``) by geometry: (k, s) -> m.
-# Only where it measured faster than im2col + GEMM (benchmarks/NOTES.md): 3x3/s1 with
-# F(2x2, 3x3). 4x4/s2 (D2 of W2) measured ~2x slower with F(2x2, 2x2) or F(3x3, 2x2) than
-# im2col, so it stays there; so do tiny channel counts, where the transforms dominate.
-WINOGRAD_M = {(3, 1): 2}
+# Winograd F(m, r) on polyphase components by geometry: (k, s) -> m. Only where it measured
+# faster than im2col + GEMM (benchmarks/PROFILE.md): 3x3/s1 with F(2x2, 3x3) (``winograd.py``)
+# and 4x4/s2 with F(2x2, 2x2) on the phases (``winograd_s2.py``: D2 of W2, 3 kernels 43 -> 35
+# ms on one core). Tiny channel counts stay on im2col, where the transforms dominate.
+WINOGRAD_M = {(3, 1): 2, (4, 2): 2}
 # im2col route: chunks of about CHUNK_COLS GEMM columns (samples * Ho*Wo) on both cores with
 # 1-thread GEMMs when K = C*kh*kw <= SPLIT_MAX_K, else one chunk (im2col on one core,
 # OpenBLAS's own threads for the GEMM). Measured (benchmarks/NOTES.md): on a quiet machine
@@ -214,6 +215,12 @@ def _winograd_m(c, o, kh, kw, sh, sw):
     return WINOGRAD_M.get((kh, sh), 0)
 
 
+def _polyphase_f22(m, k, s):
+    """Whether the route is F(2x2, 2x2) on the four phases of a stride-2 conv (k = 3 or 4),
+    which has its own channel-last kernels (``winograd_s2.py``)."""
+    return m == 2 and s == 2 and 2 < k <= 4
+
+
 def conv2d(x, w, stride, padding):
     """y = x (*) w, without bias. x (N,C,H,W), w (O,C,kh,kw) -> (N,O,Ho,Wo)."""
     (x, w), dt = _prep(x, w)
@@ -225,6 +232,8 @@ def conv2d(x, w, stride, padding):
     wo = out_size(wd, kw, sw, pw)
     p = ho * wo
     m = _winograd_m(c, o, kh, kw, sh, sw)
+    if _polyphase_f22(m, kh, sh):
+        return winograd_s2.conv(x, w, ph, pw, ho, wo)
     if m:
         r = -(-kh // sh)
         u = winograd.filter_transform(winograd.phase_filters(w, sh, r), m, r, dt)
@@ -232,7 +241,7 @@ def conv2d(x, w, stride, padding):
         return winograd.conv(x, u, sh, ph, pw, -(-ho // m), -(-wo // m), m, r, y, 1, 0, 0)
     w2 = w.reshape(o, c * kh * kw)
     if _is_pointwise(kh, kw, sh, sw, ph, pw):
-        y = np.matmul(w2, x.reshape(n, c, p))
+        y = matmul(w2, x.reshape(n, c, p))
     else:
         # per chunk of samples: im2col, one GEMM, a cheap transpose into y (NOTES.md)
         y = np.empty((n, o, p), dt)
@@ -255,6 +264,8 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
     _, c, kh, kw = w.shape
     k, p = c * kh * kw, ho * wo
     m = _winograd_m(c, o, kh, kw, sh, sw)
+    if _polyphase_f22(m, kh, sh):
+        return winograd_s2.input_grad(gy, w, h, wd, ph, pw)
     if m:
         # the stride-1 correlation of gy with the flipped kernel components, its s*s output
         # phases interleaved into gx; output row u' is gx_pad row s*(u0 + u') + a
@@ -270,7 +281,7 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
     w2t = w.reshape(o, k).T  # (K, O), F-ordered view: BLAS takes it transposed
     g3 = gy.reshape(n, o, p)
     if _is_pointwise(kh, kw, sh, sw, ph, pw) and ho == h and wo == wd:
-        return np.matmul(w2t, g3).reshape(n, c, h, wd)
+        return matmul(w2t, g3).reshape(n, c, h, wd)
     gx = np.empty((n, c, h, wd), dtype=dt)
 
     def run(n0, n1):
@@ -293,6 +304,8 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
     _, o, ho, wo = gy.shape
     k, p = c * kh * kw, ho * wo
     m = _winograd_m(c, o, kh, kw, sh, sw)
+    if _polyphase_f22(m, kh, sh):
+        return winograd_s2.weight_grad(x, gy, kh, kw, ph, pw)
     if m:
         r = -(-kh // sh)
         d = winograd.weight_grad(x, gy, sh, ph, pw, -(-ho // m), -(-wo // m), m, r)

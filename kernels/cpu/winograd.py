@@ -40,6 +40,19 @@ _JIT = dict(cache=True, nogil=True, boundscheck=False)
 _POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
 CHUNK_COLS = 512  # tiles (GEMM columns) per chunk of samples: 256 and 1024 measured slower
 _MATS = {}
+# Elements of padding between the alpha^2 planes of a tile or product array. With planes a
+# power of two apart (16 * 512 tiles...), the transforms' 9 or 16 streams fall in one L1 set
+# and 4K-alias each other: measured 3x slower (benchmarks/PROFILE.md). 16 keeps 64-byte
+# alignment.
+PLANE_PAD = 16
+
+
+def planes(k, rows, cols, dt):
+    """An uninitialised (k, rows, cols) array whose planes are es = rows*cols + PLANE_PAD
+    elements apart (each plane C-contiguous, so BLAS takes it as is), its flat buffer, and es."""
+    es = rows * cols + PLANE_PAD
+    buf = np.empty(k * es, dt)
+    return buf.reshape(k, es)[:, :rows * cols].reshape(k, rows, cols), buf, es
 
 
 def matrices(m, r):
@@ -226,15 +239,14 @@ def _f23_1d(a0, a1, a2, a3, is_gy):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, is_gy, v):
+def _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, is_gy, v, es):
     """v[e, c, (n - n0)*T + ti*tw + tj] = (X D X^T)[u, l], e = 4u + l, T = th*tw, for samples
     n0 <= n < n1: X = B^T and D the 4x4 tile at x_pad rows 2ti - pt + (0..3), columns
     2tj - pl + (0..3) (an input's tiles); or, with ``is_gy``, X = A and D the 2x2 tile at rows
     2ti + (0, 1), columns 2tj + (0, 1) (pt = pl = 0: a gradient's tiles). 0 outside x.
-    x: flat C-order (N, C, H, W); v: flat (16, C, (n1 - n0)*T)."""
+    x: flat C-order (N, C, H, W); v: flat (16, C, (n1 - n0)*T), planes es elements apart."""
     t_ = th * tw
     ncol = (n1 - n0) * t_
-    es = c_ * ncol
     kap = 2 if is_gy else 4
     hp = 2 * th + kap - 2       # padded rows the tiles read
     wh = tw + kap // 2 - 1      # padded columns of each parity the tiles read
@@ -290,25 +302,26 @@ def _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, is_gy, v):
 
 
 @njit(**_JIT)
-def _x_tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, v):
+def _x_tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, v, es):
     """``_tiles_f23`` of an input (B^T), compiled with the branch folded away."""
-    _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, False, v)
+    _tiles_f23(x, n0, n1, c_, h, w, pt, pl, th, tw, False, v, es)
 
 
 @njit(**_JIT)
-def _gy_tiles_f23(gy, n0, n1, o_, ho, wo, th, tw, v):
+def _gy_tiles_f23(gy, n0, n1, o_, ho, wo, th, tw, v, es):
     """``_tiles_f23`` of a gradient (A)."""
-    _tiles_f23(gy, n0, n1, o_, ho, wo, 0, 0, th, tw, True, v)
+    _tiles_f23(gy, n0, n1, o_, ho, wo, 0, 0, th, tw, True, v, es)
 
 
 @njit(**_JIT)
-def _out_f23(mm, n0, n1, o_, th, tw, y, hy, wy):
+def _out_f23(mm, es, n0, n1, o_, th, tw, y, hy, wy):
     """y[n, o, 2ti + i, 2tj + j] = (A^T M A)[i, j] where inside y, M[u, l] = mm[4u + l, o,
-    (n - n0)*T + ti*tw + tj]. mm: flat (16, O, (n1 - n0)*T); y: flat C-order (N, O, Hy, Wy).
+    (n - n0)*T + ti*tw + tj]. mm: flat (16, O, (n1 - n0)*T), planes es elements apart; y: flat
+    C-order (N, O, Hy, Wy).
     Per o: the four outputs of every tile of the chunk into (4, cols), then interleaved."""
     t_ = th * tw
     ncol = (n1 - n0) * t_
-    es = uint64(o_ * ncol)
+    es = uint64(es)
     e2 = es + es
     e3 = e2 + es
     e4 = e2 + e2
@@ -404,18 +417,21 @@ def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
     f23 = (m, r, s) == (2, 3, 1)
 
     def run(n0, n1):
-        v = np.empty((u.shape[0], u.shape[2], (n1 - n0) * t_), dt)
+        k = (n1 - n0) * t_
         if f23:
-            _x_tiles_f23(xf, n0, n1, c, x.shape[2], x.shape[3], pt, pl, th, tw, v.reshape(-1))
+            v, vf, ve = planes(u.shape[0], u.shape[2], k, dt)
+            _x_tiles_f23(xf, n0, n1, c, x.shape[2], x.shape[3], pt, pl, th, tw, vf, ve)
         else:
+            v = np.empty((u.shape[0], u.shape[2], k), dt)
             _tile_transform(xf, n0, n1, c, x.shape[2], x.shape[3], s, pt, pl, th, tw, m, bt,
                             v.reshape(-1))
-        mm = np.matmul(u, v)
         if f23 and s_out == 1 and qt == ql == 0:
-            _out_f23(mm.reshape(-1), n0, n1, o_, th, tw, yf, y.shape[2], y.shape[3])
+            mm, mf, me = planes(u.shape[0], o_, k, dt)
+            np.matmul(u, v, out=mm)
+            _out_f23(mf, me, n0, n1, o_, th, tw, yf, y.shape[2], y.shape[3])
         else:
-            _out_transform(mm.reshape(-1), n0, n1, o_, s_out, th, tw, at, yf, y.shape[2],
-                           y.shape[3], qt, ql)
+            _out_transform(np.matmul(u, v).reshape(-1), n0, n1, o_, s_out, th, tw, at, yf,
+                           y.shape[2], y.shape[3], qt, ql)
 
     parallel_chunks(run, batch_chunks(n, t_, CHUNK_COLS))
     return y
@@ -439,12 +455,14 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
 
     def run(n0, n1):
         k = (n1 - n0) * t_
-        v = np.empty((al * al, c * s * s, k), dt)
-        gt = np.empty((al * al, o, k), dt)
         if (m, r, s) == (2, 3, 1):
-            _x_tiles_f23(xf, n0, n1, c, h, w, pt, pl, th, tw, v.reshape(-1))
-            _gy_tiles_f23(gf, n0, n1, o, ho, wo, th, tw, gt.reshape(-1))
+            v, vf, ve = planes(16, c, k, dt)
+            gt, gtf, ge = planes(16, o, k, dt)
+            _x_tiles_f23(xf, n0, n1, c, h, w, pt, pl, th, tw, vf, ve)
+            _gy_tiles_f23(gf, n0, n1, o, ho, wo, th, tw, gtf, ge)
         else:
+            v = np.empty((al * al, c * s * s, k), dt)
+            gt = np.empty((al * al, o, k), dt)
             _tile_transform(xf, n0, n1, c, h, w, s, pt, pl, th, tw, m, bt, v.reshape(-1))
             _tile_transform(gf, n0, n1, o, ho, wo, 1, 0, 0, th, tw, m, a_, gt.reshape(-1))
         np.matmul(gt, v.transpose(0, 2, 1), out=parts[index[n0]])
