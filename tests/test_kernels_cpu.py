@@ -201,18 +201,33 @@ def test_matmul_is_numpys_with_one_blas_thread_below_the_threshold(shapes):
     runs with OpenBLAS at one thread, which is restored after; any shape gives NumPy's
     bits (the same GEMM, only the thread count differs)."""
     from unittest import mock
-    from threadpoolctl import threadpool_info
-    from scratchgen.kernels.cpu import linalg
-    blas = lambda: [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    from scratchgen.kernels.cpu import linalg, parallel
+    # the BLAS libraries loaded when the kernels first ran, NumPy's among them (numba may
+    # load SciPy's later, at its first compilation; NumPy never calls that one)
+    blas = lambda: [lc.num_threads for lc in parallel._blas().lib_controllers]
     before = blas()
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
-    seen = []
     real = np.matmul
-    with mock.patch.object(linalg.np, "matmul",
-                           side_effect=lambda *x: (seen.append(blas()), real(*x))[1]):
-        got = linalg.matmul(a, b)
-    np.testing.assert_array_equal(got, np.matmul(a, b))
-    small = 2 * a.size * b.shape[-1] < linalg.SINGLE_THREAD_FLOPS  # a's batch covers b's here
-    assert seen == [[1] * len(before) if small else before]
-    assert blas() == before
+    for split in (False, True):  # no conv split just before, or one (``recently_split``)
+        seen = []
+        with mock.patch.object(linalg.np, "matmul",
+                               side_effect=lambda *x: (seen.append(blas()), real(*x))[1]), \
+                mock.patch.object(linalg, "recently_split", lambda: split):
+            got = linalg.matmul(a, b)
+        np.testing.assert_array_equal(got, np.matmul(a, b))
+        small = 2 * a.size * b.shape[-1] < linalg.SINGLE_THREAD_FLOPS  # a's batch covers b's
+        assert seen == [[1] * len(before) if small or split else before]
+        assert blas() == before
+
+
+def test_recently_split_follows_a_split():
+    """A conv split marks the next ``SPIN_S`` seconds, whatever its outcome."""
+    from scratchgen.kernels.cpu import parallel
+    parallel._state["split_until"] = 0.0
+    assert not parallel.recently_split()
+    parallel.parallel_chunks(lambda n0, n1: None, [(0, 1)])  # one chunk: no split
+    assert not parallel.recently_split()
+    parallel.parallel_chunks(lambda n0, n1: None, [(0, 1), (1, 2)])
+    assert parallel.recently_split() == (parallel.n_threads() > 1)
+    parallel._state["split_until"] = 0.0

@@ -11,20 +11,21 @@ per call, each block packing the other operand again: W1 4.2 -> 5.8 ms), see
 """
 import numpy as np
 
-from .parallel import _lock, one_blas_thread
+from .parallel import _lock, one_blas_thread, recently_split
 
 # 2 * batch * M * K * N below which a product runs with one BLAS thread
 SINGLE_THREAD_FLOPS = 1 << 25
 
 
 def matmul(a, b):
-    """``np.matmul(a, b)``, with one BLAS thread below ``SINGLE_THREAD_FLOPS``."""
+    """``np.matmul(a, b)``, with one BLAS thread below ``SINGLE_THREAD_FLOPS`` and while the
+    conv kernels split work over the cores (``parallel.recently_split``)."""
     if a.ndim < 2 or b.ndim < 2:
         return np.matmul(a, b)
     m, k = a.shape[-2:]
     n = b.shape[-1]
     batch = max(a.size // max(m * k, 1), b.size // max(k * n, 1))
-    if 2 * batch * m * k * n >= SINGLE_THREAD_FLOPS:
+    if 2 * batch * m * k * n >= SINGLE_THREAD_FLOPS and not recently_split():
         return np.matmul(a, b)
     with _lock, one_blas_thread():
         return np.matmul(a, b)

@@ -8,10 +8,18 @@ OpenBLAS is set to one thread for the duration of the call (threadpoolctl, at ru
 user's environment is not touched, and the previous count is restored), and the work is split
 into more chunks than threads, taken from a shared counter: a thread whose core is busy
 elsewhere simply takes fewer chunks. Idle workers sleep on a futex.
+
+One threading model at a time: a BLAS call on OpenBLAS's own threads leaves its workers
+spinning for ~0.1 s after it returns (2^28 TSC ticks, even once set to one thread), and a
+split started meanwhile shares the cores with them. So while splits run (``recently_split``),
+the engine's matrix products stay on one BLAS thread too (``linalg.py``): measured on the
+DCGAN step (W2), whose two 51-MFLOP products otherwise slowed its convolutions 1.3x
+(``benchmarks/PROFILE.md``).
 """
 import itertools
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import ThreadpoolController
@@ -33,6 +41,14 @@ def _blas():
     if "blas" not in _state:
         _state["blas"] = ThreadpoolController().select(user_api="blas")
     return _state["blas"]
+
+
+SPIN_S = 0.2  # seconds; OpenBLAS's workers spin ~0.1 s after a threaded call
+
+
+def recently_split():
+    """Whether a split (``parallel_chunks`` on several threads) ended within ``SPIN_S``."""
+    return _state.get("split_until", 0.0) > time.monotonic()
 
 
 def _pool(n):
@@ -91,6 +107,9 @@ def parallel_chunks(fn, chunks):
                 fn(*chunks[i])
 
         futs = [_pool(nt - 1).submit(worker) for _ in range(nt - 1)]
-        worker()
-        for f in futs:
-            f.result()
+        try:
+            worker()
+            for f in futs:
+                f.result()
+        finally:
+            _state["split_until"] = time.monotonic() + SPIN_S
