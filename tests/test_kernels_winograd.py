@@ -12,7 +12,12 @@ for forward, input grad, weight grad:
     F(2x2,3x3)         1.1e-7, 7.9e-8, 1.5e-7;  4.6e-7, 4.5e-7, 1.0e-6   (used for 3x3/s1)
     F(4x4,3x3)         1.7e-6, 1.7e-6, 9.5e-7;  7.5e-6, 9.8e-6, 6.5e-6   (not used)
 
-so F(2x2,3x3) is as accurate as im2col and F(4x4,3x3) loses about a digit. The bounds in
+and on D2's (W2: 64 -> 128 channels, 4x4 stride 2, pad 1, 14x14, batch 8):
+
+    im2col + GEMM      9.6e-8, 7.7e-8, 1.4e-7;  5.8e-7, 3.5e-7, 4.9e-7
+    F(2x2,2x2) phases  1.5e-7, 1.7e-7, 1.1e-7;  8.9e-7, 7.6e-7, 3.9e-7   (used for 4x4/s2)
+
+so F(2x2,3x3) and F(2x2,2x2) are as accurate as im2col and F(4x4,3x3) loses about a digit. The bounds in
 ``TOL32`` hold these with a margin; float64 agrees to ~1e-15 for every F(m, r).
 """
 from contextlib import contextmanager
@@ -105,6 +110,31 @@ def test_matrices_compute_a_correlation(m, r):
 def test_w4_float32_error(m):
     """The float32 error stated in the module docstring, on W4's geometry (batch 8)."""
     check(8, 64, 128, 14, 14, 3, 1, 1, m, np.float32, seed=5)
+
+
+def test_d2_float32_error():
+    """The same on D2's geometry (W2's 4x4/s2 conv, batch 8), through ``winograd_s2``."""
+    check(8, 64, 128, 14, 14, 4, 2, 1, 2, np.float32, seed=5)
+
+
+def test_f22_unrolled_transforms_are_matrices_2_2():
+    """``winograd_s2``'s hard-coded transforms (its docstring) are ``matrices(2, 2)``'s."""
+    at, g, bt = winograd.matrices(2, 2)
+    for got, want in ((bt, [[-1, 1, 0], [0, 1, 0], [0, -1, 1]]), (g, [[-1, 0], [1, 1], [0, 1]]),
+                      (at, [[1, 1, 0], [0, 1, 1]])):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)  # B^T from lstsq
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.integers(1, 3), st.integers(1, 20), st.integers(1, 20), st.integers(1, 9),
+       st.integers(1, 9), st.sampled_from([3, 4]), st.integers(0, 3),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**32 - 1))
+def test_f22_route_with_many_channels(n, c, o, h, wd, k, p, dtype, seed):
+    """``winograd_s2`` on channel counts past a vector's width (the transforms' inner loop
+    runs over channels) and padding up to 3, at the route's own thresholds."""
+    if h + 2 * p < k or wd + 2 * p < k:
+        return
+    check(n, c, o, h, wd, k, 2, p, 2, dtype, seed)
 
 
 def test_routes_by_geometry():

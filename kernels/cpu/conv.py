@@ -4,9 +4,11 @@ Same interface and semantics as :mod:`scratchgen.kernels.reference` (NCHW, ``str
 ``padding`` as ``(h, w)`` int pairs, no bias). Routes, chosen per call by geometry (see
 ``benchmarks/NOTES.md`` for the measurements behind each choice):
 
-* Winograd (``winograd.py``) where ``WINOGRAD_M`` has the (kernel, stride) pair and both
-  channel counts are >= ``WINOGRAD_MIN_CHANNELS``: 3x3 stride 1, F(2x2, 3x3), for all three
-  kernels; the batch is split into chunks run on both cores with single-threaded GEMMs.
+* Winograd where ``WINOGRAD_M`` has the (kernel, stride) pair and both channel counts are
+  >= ``WINOGRAD_MIN_CHANNELS``, for all three kernels: 3x3 stride 1 with F(2x2, 3x3)
+  (``winograd.py``), 4x4 stride 2 with F(2x2, 2x2) on the input's four phases, tiles stored
+  channel-last (``winograd_s2.py``); the batch is split into chunks run on both cores with
+  single-threaded GEMMs.
 * Otherwise im2col:
   ``conv2d``: im2col (numba loop) into a ``(C*kh*kw, N*Ho*Wo)`` buffer, one GEMM
   ``W(O, K) @ cols`` (NumPy ``@`` -> OpenBLAS), then a cheap transpose to NCHW;

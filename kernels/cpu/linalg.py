@@ -7,7 +7,9 @@ width 128, products of ~8 MFLOP) ran 3.4x slower with its default two threads th
 products keep OpenBLAS's own threads: splitting them over our own threads
 (``parallel_chunks``) was robust under load but 15-20% slower quiet (a ~50 us thread hand-off
 per call, each block packing the other operand again: W1 4.2 -> 5.8 ms), see
-``benchmarks/PROFILE.md``.
+``benchmarks/PROFILE.md``. Except beside the conv kernels' splits (``recently_split``): the
+workers a threaded product leaves spinning would slow the next convolutions more than its
+second thread saves (``parallel.py``).
 """
 import numpy as np
 

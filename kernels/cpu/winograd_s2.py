@@ -255,31 +255,33 @@ def _filters(w, o_, c_, flip, u, es):
 
 
 @njit(**_JIT)
-def _filter_grad(parts, o_, c_, gw):
-    """gw[o, c, 2p + a, 2q + b] = (G^T dU G)[p, q] with dU = the sum of parts[k] (9, O, 4C)
-    over chunks k, in float64 (G^T d = (d1 - d0, d1 + d2)): the adjoint of ``_filters``
-    without flip. gw: flat (O, C, 4, 4) float64."""
+def _filter_grad(parts, nparts, o_, c_, es, gw):
+    """gw[o, c, 2p + a, 2q + b] = sum over k < nparts of (G^T dU_k G)[p, q], in float64
+    (G^T d = (d1 - d0, d1 + d2)): the adjoint of ``_filters`` without flip. dU_k (9, O, 4C)
+    = planes 9k..9k + 8 of parts, es elements apart; gw: flat (O, 16, C) float64, tap
+    t = 4*(2p + a) + 2q + b, overwritten."""
     cp = 4 * c_
-    n_ = o_ * cp
-    es = n_ + 16  # planes apart by a non-power of two, as ``planes``
-    du = np.zeros(9 * es)
-    for j in range(parts.shape[0]):
-        for e in range(9):
-            for i in range(n_):
-                du[uint64(e * es + i)] += parts[j, uint64(e * n_ + i)]
-    for o in range(o_):
-        for a in range(2):
-            for b in range(2):
-                for c in range(c_):
-                    k = o * cp + (2 * a + b) * c_ + c
-                    d0, d1, d2 = du[k], du[es + k], du[2 * es + k]
-                    d3, d4, d5 = du[3 * es + k], du[4 * es + k], du[5 * es + k]
-                    d6, d7, d8 = du[6 * es + k], du[7 * es + k], du[8 * es + k]
-                    t00, t01, t02 = d3 - d0, d4 - d1, d5 - d2   # G^T dU
-                    t10, t11, t12 = d3 + d6, d4 + d7, d5 + d8
-                    wb = (o * c_ + c) * 16 + 4 * a + b
-                    gw[wb], gw[wb + 2] = t01 - t00, t01 + t02
-                    gw[wb + 8], gw[wb + 10] = t11 - t10, t11 + t12
+    for i in range(gw.size):
+        gw[i] = 0.0
+    for k in range(nparts):
+        for o in range(o_):
+            for a in range(2):
+                for b in range(2):
+                    d0, d1, d2, d3, d4, d5, d6, d7, d8 = _nine(
+                        uint64(9 * k * es + o * cp + (2 * a + b) * c_), es)
+                    w00 = uint64((o * 16 + 4 * a + b) * c_)
+                    w01, w10, w11 = w00 + uint64(2 * c_), w00 + uint64(8 * c_), w00 + uint64(10 * c_)
+                    for c0 in range(c_):
+                        c = uint64(c0)
+                        m0, m1, m2 = np.float64(parts[d0 + c]), np.float64(parts[d1 + c]), np.float64(parts[d2 + c])
+                        m3, m4, m5 = np.float64(parts[d3 + c]), np.float64(parts[d4 + c]), np.float64(parts[d5 + c])
+                        m6, m7, m8 = np.float64(parts[d6 + c]), np.float64(parts[d7 + c]), np.float64(parts[d8 + c])
+                        t00, t01, t02 = m3 - m0, m4 - m1, m5 - m2   # G^T dU, row by row
+                        t10, t11, t12 = m3 + m6, m4 + m7, m5 + m8
+                        gw[w00 + c] += t01 - t00
+                        gw[w01 + c] += t01 + t02
+                        gw[w10 + c] += t11 - t10
+                        gw[w11 + c] += t11 + t12
 
 
 def _padded4(w):
@@ -353,7 +355,7 @@ def weight_grad(x, gy, kh, kw, pt, pl):
     t_ = th * tw
     xf, gf = x.reshape(-1), gy.reshape(-1)
     chunks = batch_chunks(n, t_, CHUNK_COLS)
-    parts = np.empty((len(chunks), 9, o, 4 * c), dt)
+    parts, pf, pe = planes(9 * len(chunks), o, 4 * c, dt)  # chunk i: planes 9i..9i + 8
     index = {n0: i for i, (n0, _) in enumerate(chunks)}
 
     def run(n0, n1):
@@ -362,9 +364,10 @@ def weight_grad(x, gy, kh, kw, pt, pl):
         g, gbuf, ge = planes(9, k, o, dt)
         _x_tiles(xf, n0, n1, c, h, wd, pt, pl, th, tw, vf, ve)
         _gy_tiles_a(gf, n0, n1, o, ho, wo, th, tw, gbuf, ge)
-        np.matmul(g.transpose(0, 2, 1), v, out=parts[index[n0]])
+        i = 9 * index[n0]
+        np.matmul(g.transpose(0, 2, 1), v, out=parts[i:i + 9])
 
     parallel_chunks(run, chunks)
-    gw = np.empty((o, c, 4, 4))
-    _filter_grad(parts.reshape(len(chunks), -1), o, c, gw.reshape(-1))
-    return np.ascontiguousarray(gw[:, :, :kh, :kw], dtype=dt)
+    gw = np.empty((o, 4, 4, c))
+    _filter_grad(pf, len(chunks), o, c, pe, gw.reshape(-1))
+    return np.ascontiguousarray(gw[:, :kh, :kw].transpose(0, 3, 1, 2), dtype=dt)
