@@ -221,6 +221,21 @@ def test_matmul_is_numpys_with_one_blas_thread_below_the_threshold(shapes):
         assert blas() == before
 
 
+@pytest.mark.parametrize("shapes", [((64, 1), (1, 6272)), ((3, 5, 1), (1, 4)),
+                                    ((2, 1, 7, 1), (3, 1, 2)), ((4, 1), (2, 1, 3)),
+                                    ((0, 1), (1, 3))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_outer_products_are_numpys_bits(shapes, dtype):
+    """K = 1 products (a broadcast multiply, not OpenBLAS's slow GEMM) keep matmul's shapes,
+    batch broadcasting, dtype and bits."""
+    from scratchgen.kernels.cpu import linalg
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal(s).astype(dtype) for s in shapes)
+    got, want = linalg.matmul(a, b), np.matmul(a, b)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
 def test_recently_split_follows_a_split():
     """A conv split marks the next ``SPIN_S`` seconds, whatever its outcome."""
     from scratchgen.kernels.cpu import parallel
@@ -231,3 +246,17 @@ def test_recently_split_follows_a_split():
     parallel.parallel_chunks(lambda n0, n1: None, [(0, 1), (1, 2)])
     assert parallel.recently_split() == (parallel.n_threads() > 1)
     parallel._state["split_until"] = 0.0
+
+
+def test_malloc_keeps_freed_memory_unless_the_user_tuned_it():
+    """Loading the cpu kernels sets glibc's thresholds (``memory.py``); a ``MALLOC_*_``
+    variable in the environment, or another libc, leaves malloc alone."""
+    import os
+    import platform
+    from scratchgen.kernels.cpu import memory
+    assert memory.keep_freed_memory({"MALLOC_TOP_PAD_": "0"}) == {}
+    if platform.libc_ver()[0] == "glibc" and not any(v in os.environ for v in memory._USER_VARS):
+        assert memory.APPLIED == {"mmap_threshold": memory.MMAP_THRESHOLD,
+                                  "trim_threshold": memory.TRIM, "top_pad": memory.TOP_PAD}
+    else:
+        assert memory.APPLIED == {}
