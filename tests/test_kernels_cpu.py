@@ -209,15 +209,17 @@ def test_matmul_is_numpys_with_one_blas_thread_below_the_threshold(shapes):
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
     real = np.matmul
-    for split in (False, True):  # no conv split just before, or one (``recently_split``)
+    # quiet; a conv split just before (``recently_split``); other processes busy on our cores
+    for split, busy in ((False, False), (True, False), (False, True)):
         seen = []
         with mock.patch.object(linalg.np, "matmul",
                                side_effect=lambda *x: (seen.append(blas()), real(*x))[1]), \
-                mock.patch.object(linalg, "recently_split", lambda: split):
+                mock.patch.object(linalg, "recently_split", lambda: split), \
+                mock.patch.object(linalg, "others_busy", lambda: busy):
             got = linalg.matmul(a, b)
         np.testing.assert_array_equal(got, np.matmul(a, b))
         small = 2 * a.size * b.shape[-1] < linalg.SINGLE_THREAD_FLOPS  # a's batch covers b's
-        assert seen == [[1] * len(before) if small or split else before]
+        assert seen == [[1] * len(before) if small or split or busy else before]
         assert blas() == before
 
 
@@ -234,6 +236,27 @@ def test_matmul_outer_products_are_numpys_bits(shapes, dtype):
     got, want = linalg.matmul(a, b), np.matmul(a, b)
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+
+
+def test_others_busy_reads_other_processes_work_on_our_cores():
+    """``others_busy``: (busy CPU s of our cores - our own CPU s) / wall s >= OTHERS_BUSY,
+    re-read only after LOAD_WINDOW_S; the real counters parse on this machine."""
+    from unittest import mock
+    from scratchgen.kernels.cpu import parallel
+    snap = parallel._cpu_snapshot()
+    assert snap is None or (snap[0] >= 0 and snap[1] >= 0)
+    clock, counters = [100.0], [(50.0, 10.0)]
+    with mock.patch.object(parallel, "_cpu_snapshot", lambda: counters[0]), \
+            mock.patch.object(parallel.time, "monotonic", lambda: clock[0]), \
+            mock.patch.dict(parallel._state, {"load": None}):
+        parallel._state.pop("load")
+        assert not parallel.others_busy()             # first reading: no window yet
+        clock[0], counters[0] = 101.0, (51.9, 11.0)   # 1.9 busy, 1.0 ours: others 0.9
+        assert parallel.others_busy()
+        clock[0], counters[0] = 101.1, (99.0, 11.0)   # within the window: not re-read
+        assert parallel.others_busy()
+        clock[0], counters[0] = 102.1, (53.1, 12.0)   # since 101.0: 1.2 busy, 1.0 ours
+        assert not parallel.others_busy()
 
 
 def test_recently_split_follows_a_split():

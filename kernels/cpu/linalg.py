@@ -9,19 +9,20 @@ products keep OpenBLAS's own threads: splitting them over our own threads
 per call, each block packing the other operand again: W1 4.2 -> 5.8 ms), see
 ``benchmarks/PROFILE.md``. Except beside the conv kernels' splits (``recently_split``): the
 workers a threaded product leaves spinning would slow the next convolutions more than its
-second thread saves (``parallel.py``).
+second thread saves; and while other processes keep our cores busy (``others_busy``), where
+they would spin-wait for a core (``parallel.py``).
 """
 import numpy as np
 
-from .parallel import _lock, one_blas_thread, recently_split
+from .parallel import _lock, one_blas_thread, others_busy, recently_split
 
 # 2 * batch * M * K * N below which a product runs with one BLAS thread
 SINGLE_THREAD_FLOPS = 1 << 25
 
 
 def matmul(a, b):
-    """``np.matmul(a, b)``, with one BLAS thread below ``SINGLE_THREAD_FLOPS`` and while the
-    conv kernels split work over the cores (``parallel.recently_split``)."""
+    """``np.matmul(a, b)``, with one BLAS thread below ``SINGLE_THREAD_FLOPS``, while the
+    conv kernels split work over the cores and while other processes keep them busy."""
     if a.ndim < 2 or b.ndim < 2:
         return np.matmul(a, b)
     m, k = a.shape[-2:]
@@ -32,7 +33,8 @@ def matmul(a, b):
         # (W2's discriminator), the broadcast product 0.1 ms
         return np.multiply(a, b)
     batch = max(a.size // max(m * k, 1), b.size // max(k * n, 1))
-    if 2 * batch * m * k * n >= SINGLE_THREAD_FLOPS and not recently_split():
+    if 2 * batch * m * k * n >= SINGLE_THREAD_FLOPS and not recently_split() \
+            and not others_busy():
         return np.matmul(a, b)
     with _lock, one_blas_thread():
         return np.matmul(a, b)
