@@ -31,7 +31,7 @@ from .winograd import planes
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
-CHUNK_COLS = 256  # tiles per chunk (16 samples of a 7x7 output)
+CHUNK_COLS = 256  # tiles per chunk (16 samples of a 7x7 output); 128 and 512 measured no faster
 
 
 @njit(**_JIT)
