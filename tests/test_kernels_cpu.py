@@ -278,7 +278,8 @@ def test_malloc_keeps_freed_memory_unless_the_user_tuned_it():
     import platform
     from scratchgen.kernels.cpu import memory
     assert memory.keep_freed_memory({"MALLOC_TOP_PAD_": "0"}) == {}
-    if platform.libc_ver()[0] == "glibc" and not any(v in os.environ for v in memory._USER_VARS):
+    assert memory._glibc() == (platform.libc_ver()[0] == "glibc")
+    if memory._glibc() and not any(v in os.environ for v in memory._USER_VARS):
         assert memory.APPLIED == {"mmap_threshold": memory.MMAP_THRESHOLD,
                                   "trim_threshold": memory.TRIM, "top_pad": memory.TOP_PAD}
     else:

@@ -191,7 +191,7 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
 
 # Winograd F(m, r) on polyphase components by geometry: (k, s) -> m. Only where it measured
 # faster than im2col + GEMM (benchmarks/PROFILE.md): 3x3/s1 with F(2x2, 3x3) (``winograd.py``)
-# and 4x4/s2 with F(2x2, 2x2) on the phases (``winograd_s2.py``: D2 of W2, 3 kernels 43 -> 35
+# and 4x4/s2 with F(2x2, 2x2) on the phases (``winograd_s2.py``: D2 of W2, 3 kernels 43 -> 33
 # ms on one core). Tiny channel counts stay on im2col, where the transforms dominate.
 WINOGRAD_M = {(3, 1): 2, (4, 2): 2}
 # im2col route: chunks of about CHUNK_COLS GEMM columns (samples * Ho*Wo) on both cores with

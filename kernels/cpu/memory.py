@@ -12,7 +12,6 @@ set any ``MALLOC_*_`` tunable (their choice stands). The cost is resident memory
 """
 import ctypes
 import os
-import platform
 
 MMAP_THRESHOLD = 32 << 20  # blocks below this come from the heap (glibc's maximum)
 TRIM = 128 << 20           # free heap kept before returning memory to the OS
@@ -23,10 +22,19 @@ _USER_VARS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOL
               "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_")
 
 
+def _glibc():
+    """Whether the running C library is glibc (asked of it: no scan of the executable, which
+    ``platform.libc_ver`` does, ~2 ms at import)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def keep_freed_memory(environ=os.environ):
     """Set the three thresholds; returns what was set ({} when skipped: not glibc, or the
     user tuned malloc through the environment)."""
-    if platform.libc_ver()[0] != "glibc" or any(v in environ for v in _USER_VARS):
+    if not _glibc() or any(v in environ for v in _USER_VARS):
         return {}
     try:
         mallopt = ctypes.CDLL(None).mallopt
