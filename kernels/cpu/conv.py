@@ -6,7 +6,7 @@ Same interface and semantics as :mod:`scratchgen.kernels.reference` (NCHW, ``str
 
 * Winograd where ``WINOGRAD_M`` has the (kernel, stride) pair and both channel counts are
   >= ``WINOGRAD_MIN_CHANNELS``, for all three kernels: 3x3 stride 1 with F(2x2, 3x3)
-  (``winograd.py``), 4x4 stride 2 with F(2x2, 2x2) on the input's four phases, tiles stored
+  (``winograd.py``), 4x4 stride 2 with F(4x4, 2x2) on the input's four phases, tiles stored
   channel-last (``winograd_s2.py``); the batch is split into chunks run on both cores with
   single-threaded GEMMs.
 * Otherwise im2col:
@@ -191,9 +191,10 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
 
 # Winograd F(m, r) on polyphase components by geometry: (k, s) -> m. Only where it measured
 # faster than im2col + GEMM (benchmarks/PROFILE.md): 3x3/s1 with F(2x2, 3x3) (``winograd.py``)
-# and 4x4/s2 with F(2x2, 2x2) on the phases (``winograd_s2.py``: D2 of W2, 3 kernels 43 -> 33
-# ms on one core). Tiny channel counts stay on im2col, where the transforms dominate.
-WINOGRAD_M = {(3, 1): 2, (4, 2): 2}
+# and 4x4/s2 with F(4x4, 2x2) on the phases (``winograd_s2.py``: D2 of W2, 3 kernels 43 -> 33
+# ms on one core with F(2x2, 2x2), then 20.9 -> 19.2 ms on two with F(4x4, 2x2)). Tiny channel
+# counts stay on im2col, where the transforms dominate.
+WINOGRAD_M = {(3, 1): 2, (4, 2): 4}
 # im2col route: chunks of about CHUNK_COLS GEMM columns (samples * Ho*Wo) on both cores with
 # 1-thread GEMMs when K = C*kh*kw <= SPLIT_MAX_K, else one chunk (im2col on one core,
 # OpenBLAS's own threads for the GEMM). Measured (benchmarks/NOTES.md): on a quiet machine
@@ -217,10 +218,10 @@ def _winograd_m(c, o, kh, kw, sh, sw):
     return WINOGRAD_M.get((kh, sh), 0)
 
 
-def _polyphase_f22(m, k, s):
-    """Whether the route is F(2x2, 2x2) on the four phases of a stride-2 conv (k = 3 or 4),
-    which has its own channel-last kernels (``winograd_s2.py``)."""
-    return m == 2 and s == 2 and 2 < k <= 4
+def _polyphase_s2(m, k, s):
+    """Whether the route is F(2x2, 2x2) or F(4x4, 2x2) on the four phases of a stride-2 conv
+    (k = 3 or 4), which have their own channel-last kernels (``winograd_s2.py``)."""
+    return m in (2, 4) and s == 2 and 2 < k <= 4
 
 
 def conv2d(x, w, stride, padding):
@@ -234,8 +235,8 @@ def conv2d(x, w, stride, padding):
     wo = out_size(wd, kw, sw, pw)
     p = ho * wo
     m = _winograd_m(c, o, kh, kw, sh, sw)
-    if _polyphase_f22(m, kh, sh):
-        return winograd_s2.conv(x, w, ph, pw, ho, wo)
+    if _polyphase_s2(m, kh, sh):
+        return winograd_s2.conv(x, w, ph, pw, ho, wo, m)
     if m:
         r = -(-kh // sh)
         u = winograd.filter_transform(winograd.phase_filters(w, sh, r), m, r, dt)
@@ -266,8 +267,8 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
     _, c, kh, kw = w.shape
     k, p = c * kh * kw, ho * wo
     m = _winograd_m(c, o, kh, kw, sh, sw)
-    if _polyphase_f22(m, kh, sh):
-        return winograd_s2.input_grad(gy, w, h, wd, ph, pw)
+    if _polyphase_s2(m, kh, sh):
+        return winograd_s2.input_grad(gy, w, h, wd, ph, pw, m)
     if m:
         # the stride-1 correlation of gy with the flipped kernel components, its s*s output
         # phases interleaved into gx; output row u' is gx_pad row s*(u0 + u') + a
@@ -306,8 +307,8 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
     _, o, ho, wo = gy.shape
     k, p = c * kh * kw, ho * wo
     m = _winograd_m(c, o, kh, kw, sh, sw)
-    if _polyphase_f22(m, kh, sh):
-        return winograd_s2.weight_grad(x, gy, kh, kw, ph, pw)
+    if _polyphase_s2(m, kh, sh):
+        return winograd_s2.weight_grad(x, gy, kh, kw, ph, pw, m)
     if m:
         r = -(-kh // sh)
         d = winograd.weight_grad(x, gy, sh, ph, pw, -(-ho // m), -(-wo // m), m, r)

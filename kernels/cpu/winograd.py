@@ -25,9 +25,10 @@ infinity (``matrices``).
 Tile transforms are numba loops (one (channel, sample) plane at a time): generic ones for any
 F(m, r) and stride (the tests' reference for the unrolled ones), and unrolled ones for
 F(2x2, 3x3) at stride 1, the route in use, ~2x faster (``_x_tiles_f23``, ``_gy_tiles_f23``,
-``_out_f23``, ``_filter_f23``); F(2x2, 2x2) at stride 2 has its own channel-last module,
-``winograd_s2.py``. The GEMMs are NumPy's batched ``matmul`` (OpenBLAS), one call per chunk
-of samples, run on both cores (``parallel_chunks``). On W4 the GEMMs are now ~70% of the time.
+``_out_f23``, ``_filter_f23``); F(2x2, 2x2) and F(4x4, 2x2) at stride 2 have their own
+channel-last module, ``winograd_s2.py``. The GEMMs are NumPy's batched ``matmul`` (OpenBLAS),
+one call per chunk of samples, run on both cores (``parallel_chunks``). On W4 the GEMMs are
+now ~70% of the time.
 """
 import math
 
