@@ -78,22 +78,30 @@ def _nine(o, es):
     return o, o + e1, o + e2, o + e3, o + e4, o + e4 + e1, o + e4 + e2, o + e4 + e3, o + e4 + e4
 
 
+@njit(cache=True, inline="always")
+def _tile_at(col0, ti, tj, tw, a, b, nph, tstep, wb, c_):
+    """Offsets of tile (ti, tj)'s phase (a, b): of its C channels in a row of a tile array
+    (column col0 + ti*tw + tj, nph^2 C wide), and of its top-left entry in a channel-last
+    (rows, wb, C) buffer (row tstep*ti + a, column tstep*tj + b). The index map every tile
+    transform and its adjoint share."""
+    col = col0 + ti * tw + tj
+    return (uint64((col * nph * nph + nph * a + b) * c_),
+            uint64(((tstep * ti + a) * wb + tstep * tj + b) * c_))
+
+
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _b_tiles(buf, c_, wp, th, tw, nph, tstep, estep, col0, es, v):
     """v[3k' + l', col0 + ti*tw + tj, (nph*a + b)*C + c] = (B^T D B)[k', l'] with
     D[k, l] = buf[tstep*ti + estep*k + a, tstep*tj + estep*l + b, c], phases a, b < nph;
     v's planes e are es elements apart."""
-    cp = nph * nph * c_
     dc = uint64(estep * c_)
     dr = uint64(estep * wp * c_)
     for ti in range(th):
         for tj in range(tw):
-            col = col0 + ti * tw + tj
             for a in range(nph):
                 for b in range(nph):
-                    o, o1, o2, o3, o4, o5, o6, o7, o8 = _nine(
-                        uint64(col * cp + (nph * a + b) * c_), es)
-                    r0 = uint64(((tstep * ti + a) * wp + tstep * tj + b) * c_)
+                    t0, r0 = _tile_at(col0, ti, tj, tw, a, b, nph, tstep, wp, c_)
+                    o, o1, o2, o3, o4, o5, o6, o7, o8 = _nine(t0, es)
                     r1 = r0 + dr
                     r2 = r1 + dr
                     for c0 in range(c_):
@@ -146,17 +154,14 @@ def _untile(mm, c_, th, tw, nph, tstep, estep, col0, es, wq, buf):
     """buf[tstep*ti + estep*i + a, tstep*tj + estep*j + b, c] = (A^T M A)[i, j] with
     M[e] = mm[e, col0 + ti*tw + tj, (nph*a + b)*C + c], i, j < 2: every position of buf that
     a tile covers is written once; mm's planes e are es elements apart."""
-    cp = nph * nph * c_
     dc = uint64(estep * c_)
     dr = uint64(estep * wq * c_)
     for ti in range(th):
         for tj in range(tw):
-            col = col0 + ti * tw + tj
             for a in range(nph):
                 for b in range(nph):
-                    p0, p1, p2, p3, p4, p5, p6, p7, p8 = _nine(
-                        uint64(col * cp + (nph * a + b) * c_), es)
-                    o = uint64(((tstep * ti + a) * wq + tstep * tj + b) * c_)
+                    t0, o = _tile_at(col0, ti, tj, tw, a, b, nph, tstep, wq, c_)
+                    p0, p1, p2, p3, p4, p5, p6, p7, p8 = _nine(t0, es)
                     o1 = o + dc
                     o2 = o + dr
                     o3 = o2 + dc
@@ -241,19 +246,17 @@ def _gt5(d):
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _b_tiles4(buf, c_, wp, th, tw, nph, tstep, estep, col0, es, v, t):
     """``_b_tiles`` for F(4x4, 2x2): 5x5 tiles D, planes e = 5k' + l'. t: scratch of 25C."""
-    cp = nph * nph * c_
     dc = uint64(estep * c_)
     dr = uint64(estep * wp * c_)
     e1 = uint64(es)
     e5 = e1 * uint64(5)
     cu = uint64(c_)
+    c5 = cu * uint64(5)
     for ti in range(th):
         for tj in range(tw):
-            col = col0 + ti * tw + tj
             for a in range(nph):
                 for b in range(nph):
-                    o = uint64(col * cp + (nph * a + b) * c_)
-                    r = uint64(((tstep * ti + a) * wp + tstep * tj + b) * c_)
+                    o, r = _tile_at(col0, ti, tj, tw, a, b, nph, tstep, wp, c_)
                     for k in range(5):  # rows: t[k, l'] = B^T D[k, :]
                         tk = uint64(5 * k) * cu
                         for c in range(c_):
@@ -263,7 +266,7 @@ def _b_tiles4(buf, c_, wp, th, tw, nph, tstep, estep, col0, es, v, t):
                         tl = uint64(l) * cu
                         ol = o + uint64(l) * e1
                         for c in range(c_):
-                            _put5(v, ol + uint64(c), e5, _bt5(_load5(t, tl + uint64(c), cu + cu + cu + cu + cu)))
+                            _put5(v, ol + uint64(c), e5, _bt5(_load5(t, tl + uint64(c), c5)))
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -274,6 +277,7 @@ def _a_tiles4(buf, c_, wp, th, tw, col0, es, v, t):
     e1 = uint64(es)
     e5 = e1 * uint64(5)
     cu = uint64(c_)
+    s5 = cu * uint64(5)
     for ti in range(th):
         for tj in range(tw):
             o = uint64((col0 + ti * tw + tj) * c_)
@@ -287,7 +291,6 @@ def _a_tiles4(buf, c_, wp, th, tw, col0, es, v, t):
             for l in range(5):
                 tl = uint64(l) * cu
                 ol = o + uint64(l) * e1
-                s5 = cu + cu + cu + cu + cu
                 for c in range(c_):
                     q = tl + uint64(c)
                     _put5(v, ol + uint64(c), e5, _a4((t[q], t[q + s5], t[q + s5 + s5], t[q + s5 + s5 + s5])))
@@ -296,18 +299,17 @@ def _a_tiles4(buf, c_, wp, th, tw, col0, es, v, t):
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _untile4(mm, c_, th, tw, nph, tstep, estep, col0, es, wq, buf, t):
     """``_untile`` for F(4x4, 2x2): outputs at tstep*ti + estep*i + a, i < 4."""
-    cp = nph * nph * c_
     dc = uint64(estep * c_)
     dr = uint64(estep * wq * c_)
     e1 = uint64(es)
     e5 = e1 * uint64(5)
     cu = uint64(c_)
+    c4 = cu * uint64(4)
     for ti in range(th):
         for tj in range(tw):
-            col = col0 + ti * tw + tj
             for a in range(nph):
                 for b in range(nph):
-                    p = uint64(col * cp + (nph * a + b) * c_)
+                    p, o = _tile_at(col0, ti, tj, tw, a, b, nph, tstep, wq, c_)
                     for k in range(5):  # rows: t[k, j] = A^T M[k, :]
                         tk = uint64(4 * k) * cu
                         for c in range(c_):
@@ -315,11 +317,10 @@ def _untile4(mm, c_, th, tw, nph, tstep, estep, col0, es, wq, buf, t):
                             q = tk + uint64(c)
                             t[q], t[q + cu], t[q + cu + cu], t[q + cu + cu + cu] = y
                         p += e5
-                    o = uint64(((tstep * ti + a) * wq + tstep * tj + b) * c_)
                     for j in range(4):  # columns: out[i, j] = A^T t[:, j]
                         tj4 = uint64(j) * cu
                         for c in range(c_):
-                            y = _at5(_load5(t, tj4 + uint64(c), cu + cu + cu + cu))
+                            y = _at5(_load5(t, tj4 + uint64(c), c4))
                             q = o + uint64(c)
                             buf[q], buf[q + dr], buf[q + dr + dr], buf[q + dr + dr + dr] = y
                         o += dc
