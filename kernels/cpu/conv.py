@@ -5,8 +5,10 @@ Same interface and semantics as :mod:`scratchgen.kernels.reference` (NCHW, ``str
 ``benchmarks/NOTES.md`` for the measurements behind each choice):
 
 * Winograd where ``WINOGRAD_M`` has the (kernel, stride) pair and both channel counts are
-  >= ``WINOGRAD_MIN_CHANNELS``, for all three kernels: 3x3 stride 1 with F(2x2, 3x3)
-  (``winograd.py``), 4x4 stride 2 with F(4x4, 2x2) on the input's four phases, tiles stored
+  >= ``WINOGRAD_MIN_CHANNELS``, for all three kernels, with the output tile whose GEMMs do
+  the least work on this output size: 3x3 stride 1 with F(4x4, 3x3), tiles stored
+  channel-last (``winograd_f43.py``), or F(2x2, 3x3) (``winograd.py``, outputs of 1-2
+  pixels); 4x4 stride 2 with F(4x4, 2x2) or F(2x2, 2x2) on the input's four phases, tiles
   channel-last (``winograd_s2.py``); the batch is split into chunks run on both cores with
   single-threaded GEMMs.
 * Otherwise im2col:
@@ -27,7 +29,7 @@ All numba functions use ``cache=True``, so they compile once per machine and per
 import numpy as np
 from numba import njit, prange, uint64
 
-from . import winograd, winograd_s2
+from . import winograd, winograd_f43, winograd_s2
 from .linalg import matmul
 from .parallel import batch_chunks, parallel_chunks
 from .winograd import _valid_range
@@ -189,12 +191,14 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
 
 # ---------------------------------------------------------------- public kernels
 
-# Winograd F(m, r) on polyphase components by geometry: (k, s) -> m. Only where it measured
-# faster than im2col + GEMM (benchmarks/PROFILE.md): 3x3/s1 with F(2x2, 3x3) (``winograd.py``)
-# and 4x4/s2 with F(4x4, 2x2) on the phases (``winograd_s2.py``: D2 of W2, 3 kernels 43 -> 33
-# ms on one core with F(2x2, 2x2), then 20.9 -> 19.2 ms on two with F(4x4, 2x2)). Tiny channel
-# counts stay on im2col, where the transforms dominate.
-WINOGRAD_M = {(3, 1): 2, (4, 2): 4}
+# Winograd F(m, r) on polyphase components by geometry: (k, s) -> the output tile sizes m on
+# offer, only where they measured faster than im2col + GEMM (benchmarks/PROFILE.md). 3x3/s1:
+# F(2x2, 3x3) (``winograd.py``) or F(4x4, 3x3) (``winograd_f43.py``: W4's 3 kernels 0.74x of
+# F(2x2, 3x3)'s time); 4x4/s2: F(2x2, 2x2) or F(4x4, 2x2) on the phases (``winograd_s2.py``: D2
+# of W2, 3 kernels 43 -> 33 ms on one core with F(2x2, 2x2), then 20.9 -> 19.2 ms on two with
+# F(4x4, 2x2)). Per call ``_winograd_m`` takes the m with the fewest GEMM multiply-adds. Tiny
+# channel counts stay on im2col, where the transforms dominate.
+WINOGRAD_M = {(3, 1): (2, 4), (4, 2): (2, 4)}
 # im2col route: chunks of about CHUNK_COLS GEMM columns (samples * Ho*Wo) on both cores with
 # 1-thread GEMMs when K = C*kh*kw <= SPLIT_MAX_K, else one chunk (im2col on one core,
 # OpenBLAS's own threads for the GEMM). Measured (benchmarks/NOTES.md): on a quiet machine
@@ -211,11 +215,21 @@ def _im2col_chunks(n, p, k):
 WINOGRAD_MIN_CHANNELS = 16
 
 
-def _winograd_m(c, o, kh, kw, sh, sw):
-    """Output tile size m of the Winograd route for this geometry, or 0 for im2col."""
+def _winograd_m(c, o, kh, kw, sh, sw, ho, wo):
+    """Output tile size m of the Winograd route for this geometry (output ho x wo), or 0 for
+    im2col: of ``WINOGRAD_M``'s, the m whose GEMMs do the fewest multiply-adds, alpha^2 per
+    tile (alpha = m + r - 1), the smaller m (more accurate) on a tie. 14x14 outputs: F(4x4,
+    3x3) 16 tiles x 36 against F(2x2, 3x3) 49 x 16; 2x2 outputs: 1 x 36 against 1 x 16."""
     if kh != kw or sh != sw or min(c, o) < WINOGRAD_MIN_CHANNELS:
         return 0
-    return WINOGRAD_M.get((kh, sh), 0)
+    r = -(-kh // sh)
+    return min(WINOGRAD_M.get((kh, sh), ()), default=0,
+               key=lambda m: ((m + r - 1) ** 2 * -(-ho // m) * -(-wo // m), m))
+
+
+def _f43(m, k, s):
+    """Whether the route is F(4x4, 3x3) for a 3x3/s1 conv (``winograd_f43.py``)."""
+    return m == 4 and k == 3 and s == 1
 
 
 def _polyphase_s2(m, k, s):
@@ -234,9 +248,11 @@ def conv2d(x, w, stride, padding):
     ho = out_size(h, kh, sh, ph)
     wo = out_size(wd, kw, sw, pw)
     p = ho * wo
-    m = _winograd_m(c, o, kh, kw, sh, sw)
+    m = _winograd_m(c, o, kh, kw, sh, sw, ho, wo)
     if _polyphase_s2(m, kh, sh):
         return winograd_s2.conv(x, w, ph, pw, ho, wo, m)
+    if _f43(m, kh, sh):
+        return winograd_f43.conv(x, w, ph, pw, ho, wo)
     if m:
         r = -(-kh // sh)
         u = winograd.filter_transform(winograd.phase_filters(w, sh, r), m, r, dt)
@@ -266,9 +282,11 @@ def conv2d_input_grad(gy, w, in_hw, stride, padding):
     n, o, ho, wo = gy.shape
     _, c, kh, kw = w.shape
     k, p = c * kh * kw, ho * wo
-    m = _winograd_m(c, o, kh, kw, sh, sw)
+    m = _winograd_m(c, o, kh, kw, sh, sw, ho, wo)
     if _polyphase_s2(m, kh, sh):
         return winograd_s2.input_grad(gy, w, h, wd, ph, pw, m)
+    if _f43(m, kh, sh):
+        return winograd_f43.input_grad(gy, w, h, wd, ph, pw)
     if m:
         # the stride-1 correlation of gy with the flipped kernel components, its s*s output
         # phases interleaved into gx; output row u' is gx_pad row s*(u0 + u') + a
@@ -306,9 +324,11 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
     n, c, h, wd = x.shape
     _, o, ho, wo = gy.shape
     k, p = c * kh * kw, ho * wo
-    m = _winograd_m(c, o, kh, kw, sh, sw)
+    m = _winograd_m(c, o, kh, kw, sh, sw, ho, wo)
     if _polyphase_s2(m, kh, sh):
         return winograd_s2.weight_grad(x, gy, kh, kw, ph, pw, m)
+    if _f43(m, kh, sh):
+        return winograd_f43.weight_grad(x, gy, ph, pw)
     if m:
         r = -(-kh // sh)
         d = winograd.weight_grad(x, gy, sh, ph, pw, -(-ho // m), -(-wo // m), m, r)

@@ -24,11 +24,11 @@ infinity (``matrices``).
 
 Tile transforms are numba loops (one (channel, sample) plane at a time): generic ones for any
 F(m, r) and stride (the tests' reference for the unrolled ones), and unrolled ones for
-F(2x2, 3x3) at stride 1, the route in use, ~2x faster (``_x_tiles_f23``, ``_gy_tiles_f23``,
-``_out_f23``, ``_filter_f23``); F(2x2, 2x2) and F(4x4, 2x2) at stride 2 have their own
-channel-last module, ``winograd_s2.py``. The GEMMs are NumPy's batched ``matmul`` (OpenBLAS),
-one call per chunk of samples, run on both cores (``parallel_chunks``). On W4 the GEMMs are
-now ~70% of the time.
+F(2x2, 3x3) at stride 1, ~2x faster (``_x_tiles_f23``, ``_gy_tiles_f23``, ``_out_f23``,
+``_filter_f23``), the route for 3x3/s1 outputs of 1-2 pixels a side. Larger 3x3/s1 outputs
+run F(4x4, 3x3) and stride 2 F(2x2, 2x2) or F(4x4, 2x2), each in a channel-last module
+(``winograd_f43.py``, ``winograd_s2.py``). The GEMMs are NumPy's batched ``matmul``
+(OpenBLAS), one call per chunk of samples, run on both cores (``parallel_chunks``).
 """
 import math
 

@@ -41,14 +41,12 @@ CHUNK_COLS = {2: 256, 4: 192}
 
 @njit(**_JIT)
 def _to_hwc(x, n, c_, h, w, ro, co, hp, wp, buf):
-    """buf[(i + ro)*wp + j + co, c] = x[n, c, i, j] inside (hp, wp), 0 elsewhere.
-    x: flat C-order (N, C, H, W); buf: flat (hp, wp, C)."""
+    """buf[(i + ro)*wp + j + co, c] = x[n, c, i, j] inside (hp, wp), 0 elsewhere (ro, co may
+    be negative: x cropped). x: flat C-order (N, C, H, W); buf: flat (hp, wp, C)."""
     for a in range(hp * wp * c_):
         buf[uint64(a)] = 0
-    ih = min(h, hp - ro)
-    jw = min(w, wp - co)
-    for i in range(ih):
-        for j in range(jw):
+    for i in range(max(0, -ro), min(h, hp - ro)):
+        for j in range(max(0, -co), min(w, wp - co)):
             d = uint64(((i + ro) * wp + j + co) * c_)
             s = uint64((n * c_ * h + i) * w + j)
             hw = uint64(h * w)
