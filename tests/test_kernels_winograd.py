@@ -247,3 +247,28 @@ def test_unrolled_f23_transforms_match_the_generic_ones(case):
     winograd._out_f23(buf, es, n0, n1, c, th, tw, got.reshape(-1), hy, wy)
     np.testing.assert_allclose(got[n0:], want[n0:], rtol=tol, atol=tol)
     assert np.isnan(got[0]).all()  # nothing outside the chunk written
+
+
+@pytest.mark.parametrize("k, s, m", [(3, 1, 4), (3, 1, 2), (4, 2, 4), (4, 2, 2)])
+def test_gradchecks_through_the_winograd_routes(k, s, m):
+    """conv2d's and conv_transpose2d's first and second derivatives against central
+    differences (float64), the route forced to F(m x m, .): on the cpu backend the VJPs (and
+    their VJPs) run through the Winograd kernels, which is asserted."""
+    import scratchgen as sg
+    from scratchgen import backend as B
+    import scratchgen.functional as F
+    rng = np.random.default_rng(k * 10 + m)
+    x = sg.tensor(rng.standard_normal((2, 3, 6, 5)), requires_grad=True)
+    w = sg.tensor(rng.standard_normal((2, 3, k, k)), requires_grad=True)
+    wt = sg.tensor(rng.standard_normal((3, 2, k, k)), requires_grad=True)
+    b = sg.tensor(rng.standard_normal(2), requires_grad=True)
+    mod = {(3, 1, 4): "winograd_f43", (4, 2, 4): "winograd_s2", (4, 2, 2): "winograd_s2"}
+    spied = getattr(cc, mod.get((k, s, m), "winograd"))
+    calls, planes = [], winograd.planes
+    with route(k, s, m), mock.patch.object(spied, "planes", side_effect=lambda *a: (
+            calls.append(a), planes(*a))[1]):
+        assert sg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=s, padding=1), (x, w, b))
+        assert sg.gradgradcheck(lambda x, w: F.conv2d(x, w, stride=s, padding=1), (x, w))
+        assert sg.gradgradcheck(lambda x, w: F.conv_transpose2d(x, w, stride=s, padding=1),
+                                (x, wt))
+    assert bool(calls) == (B.name == "cpu")
