@@ -195,6 +195,32 @@ def test_blas_thread_count_is_restored():
     assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
 
 
+def test_shared_work_item_runs_once_before_its_users():
+    """``parallel_chunks_after``: prep runs once, every chunk runs once and sees its result;
+    a failing prep raises its own error in the caller, without a hang."""
+    import threading
+    from scratchgen.kernels.cpu.parallel import parallel_chunks_after
+    calls, seen, lock = [], [], threading.Lock()
+
+    def prep():
+        calls.append(1)
+        return "U"
+
+    def fn(n0, n1, get):
+        with lock:
+            seen.append((n0, n1, get()))
+
+    chunks = [(0, 3), (3, 5), (5, 8), (8, 9)]
+    parallel_chunks_after(prep, fn, chunks)
+    assert calls == [1] and sorted(seen) == [(a, b, "U") for a, b in chunks]
+
+    def bad():
+        raise ValueError("filter transform failed")
+
+    with pytest.raises(ValueError, match="filter transform failed"):
+        parallel_chunks_after(bad, fn, chunks)
+
+
 def test_chunks_cover_the_batch_once():
     from scratchgen.kernels.cpu.parallel import batch_chunks, n_threads
     for n, t, target in [(1, 49, 512), (64, 49, 512), (64, 49, 1024), (7, 1000, 512),

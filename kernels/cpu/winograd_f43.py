@@ -28,7 +28,7 @@ runs over C contiguous channels, and a tile is a row of V (T, C).
 import numpy as np
 from numba import njit, uint64
 
-from .parallel import batch_chunks, parallel_chunks
+from .parallel import batch_chunks, parallel_chunks, parallel_chunks_after
 from .winograd import planes
 from .winograd_s2 import _from_hwc, _to_hwc
 
@@ -265,37 +265,37 @@ def _transformed(w, flip, tr):
 # ---------------------------------------------------------------- drivers
 
 
-def _forward(x, u, pt, pl, y):
+def _forward(x, filters, pt, pl, y):
     """y (N, O, Hy, Wy) = the stride-1 correlation of x offset by (pt, pl) with the filters
-    whose transform is u (36, C, O)."""
+    whose transform (36, C, O) ``filters()`` returns (run beside the first chunk's tiles)."""
     n, c, h, wd = x.shape
     o, hy, wy = y.shape[1:]
     th, tw = -(-hy // 4), -(-wy // 4)
     t_ = th * tw
     xf, yf = x.reshape(-1), y.reshape(-1)
 
-    def run(n0, n1):
+    def run(n0, n1, u):
         v, vf, ve = planes(36, (n1 - n0) * t_, c, x.dtype)
         mm, mf, me = planes(36, (n1 - n0) * t_, o, x.dtype)
         _b_tiles(xf, n0, n1, c, h, wd, pt, pl, th, tw, vf, ve)
-        np.matmul(v, u, out=mm)
+        np.matmul(v, u(), out=mm)
         _untile(mf, me, n0, n1, o, th, tw, yf, hy, wy)
 
-    parallel_chunks(run, batch_chunks(n, t_, CHUNK_COLS))
+    parallel_chunks_after(filters, run, batch_chunks(n, t_, CHUNK_COLS))
     return y
 
 
 def conv(x, w, ph, pw, ho, wo):
     """y = x (*) w, 3x3, stride 1, padding (ph, pw): x (N, C, H, W), w (O, C, 3, 3)."""
     y = np.empty((x.shape[0], w.shape[0], ho, wo), x.dtype)
-    return _forward(x, _transformed(w, False, True), ph, pw, y)
+    return _forward(x, lambda: _transformed(w, False, True), ph, pw, y)
 
 
 def input_grad(gy, w, h, wd, ph, pw):
     """dL/dx (N, C, H, W) of ``conv``: gy padded by 2 - p correlated with w flipped, its
     channel axes swapped."""
     gx = np.empty((gy.shape[0], w.shape[1], h, wd), gy.dtype)
-    return _forward(gy, _transformed(w, True, False), 2 - ph, 2 - pw, gx)
+    return _forward(gy, lambda: _transformed(w, True, False), 2 - ph, 2 - pw, gx)
 
 
 def weight_grad(x, gy, ph, pw):

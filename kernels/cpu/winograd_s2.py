@@ -29,7 +29,7 @@ single-threaded GEMMs.
 import numpy as np
 from numba import njit, uint64
 
-from .parallel import batch_chunks, parallel_chunks
+from .parallel import batch_chunks, parallel_chunks, parallel_chunks_after
 from .winograd import planes
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
@@ -565,20 +565,20 @@ def conv(x, w, pt, pl, ho, wo, m):
     o = w.shape[0]
     dt = x.dtype
     e = (m + 1) ** 2
-    ut = _transformed_filters(w, m, False)  # (e, 4C, O)
     th, tw = _tiles_for(ho, m), _tiles_for(wo, m)
     t_ = th * tw
     y = np.empty((n, o, ho, wo), dt)
     xf, yf = x.reshape(-1), y.reshape(-1)
 
-    def run(n0, n1):
+    def run(n0, n1, ut):  # ut() = U^T (e, 4C, O)
         v, vf, ve = planes(e, (n1 - n0) * t_, 4 * c, dt)
         mm, mf, me = planes(e, (n1 - n0) * t_, o, dt)
         _x_tiles(xf, n0, n1, c, h, wd, pt, pl, th, tw, m, vf, ve)
-        np.matmul(v, ut, out=mm)
+        np.matmul(v, ut(), out=mm)
         _out_y(mf, me, n0, n1, o, th, tw, m, yf, ho, wo)
 
-    parallel_chunks(run, batch_chunks(n, t_, CHUNK_COLS[m]))
+    parallel_chunks_after(lambda: _transformed_filters(w, m, False), run,
+                          batch_chunks(n, t_, CHUNK_COLS[m]))
     return y
 
 
@@ -589,20 +589,20 @@ def input_grad(gy, w, h, wd, pt, pl, m):
     c = w.shape[1]
     dt = gy.dtype
     e = (m + 1) ** 2
-    u = _transformed_filters(w, m, True)
     th, tw = _tiles_for(_tiles_for(h + pt, 2), m), _tiles_for(_tiles_for(wd + pl, 2), m)
     t_ = th * tw
     gx = np.empty((n, c, h, wd), dt)
     gf, gxf = gy.reshape(-1), gx.reshape(-1)
 
-    def run(n0, n1):
+    def run(n0, n1, u):
         v, vf, ve = planes(e, (n1 - n0) * t_, o, dt)
         mm, mf, me = planes(e, (n1 - n0) * t_, 4 * c, dt)
         _gy_tiles_b(gf, n0, n1, o, ho, wo, th, tw, m, vf, ve)
-        np.matmul(v, u, out=mm)
+        np.matmul(v, u(), out=mm)
         _out_gx(mf, me, n0, n1, c, th, tw, m, pt, pl, gxf, h, wd)
 
-    parallel_chunks(run, batch_chunks(n, t_, CHUNK_COLS[m]))
+    parallel_chunks_after(lambda: _transformed_filters(w, m, True), run,
+                          batch_chunks(n, t_, CHUNK_COLS[m]))
     return gx
 
 
