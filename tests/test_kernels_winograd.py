@@ -231,6 +231,11 @@ def test_chunks_cover_the_batch_once():
         sizes = [b - a for a, b in ch]
         assert max(sizes) - min(sizes) <= 1
         assert len(ch) == n or len(ch) % n_threads() == 0
+    from scratchgen.kernels.cpu.parallel import halves
+    for n in (1, 2, 5, 128):
+        hv = halves(n)
+        assert hv[0][0] == 0 and hv[-1][1] == n and len(hv) == min(n, n_threads())
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(hv, hv[1:]))
 
 
 @st.composite

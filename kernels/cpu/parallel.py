@@ -110,6 +110,13 @@ def batch_chunks(n, cols_per_sample, target):
     return [(n * i // k, n * (i + 1) // k) for i in range(k)]
 
 
+def halves(n):
+    """0..n cut into one range per thread (fewer when n is smaller): for a loop without BLAS
+    that would otherwise leave a core idle."""
+    k = max(1, min(n, n_threads()))
+    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
 class one_blas_thread:
     """Context: OpenBLAS at one thread inside, the previous count restored on exit (what
     ``threadpoolctl``'s ``limit`` does, at ~1/5 of its ~11 us per use)."""

@@ -29,7 +29,7 @@ single-threaded GEMMs.
 import numpy as np
 from numba import njit, uint64
 
-from .parallel import batch_chunks, parallel_chunks, parallel_chunks_after
+from .parallel import batch_chunks, halves, parallel_chunks, parallel_chunks_after
 from .winograd import planes
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
@@ -361,18 +361,18 @@ def _filters4(w, o_, c_, flip, tr, u, es):
 
 
 @njit(**_JIT)
-def _filter_grad4(parts, nparts, o_, c_, es, gw):
+def _filter_grad4(parts, nparts, o_, c_, es, gw, o0, o1):
     """``_filter_grad`` for F(4x4, 2x2): gw[o, 4*(2p + a) + 2q + b, c] = sum over k of
-    (G^T dU_k G)[p, q], dU_k = planes 25k..25k + 24 of parts; float64."""
+    (G^T dU_k G)[p, q], dU_k = planes 25k..25k + 24 of parts; float64; rows o0 <= o < o1."""
     cp = 4 * c_
     e1 = uint64(es)
     e5 = e1 * uint64(5)
     cu = uint64(c_)
     t = np.empty(10 * c_)  # dU G, (5, 2, C)
-    for i in range(gw.size):
+    for i in range(16 * c_ * o0, 16 * c_ * o1):
         gw[i] = 0.0
     for k in range(nparts):
-        for o in range(o_):
+        for o in range(o0, o1):
             for a in range(2):
                 for b in range(2):
                     p = uint64(25 * k * es + o * cp + (2 * a + b) * c_)
@@ -631,5 +631,10 @@ def weight_grad(x, gy, kh, kw, pt, pl, m):
 
     parallel_chunks(run, chunks)
     gw = np.empty((o, 4, 4, c))
-    (_filter_grad if m == 2 else _filter_grad4)(pf, len(chunks), o, c, pe, gw.reshape(-1))
+    gwf = gw.reshape(-1)
+    if m == 2:
+        _filter_grad(pf, len(chunks), o, c, pe, gwf)
+    else:  # rows of gw on both cores: D2's weight grad 6.3 -> 6.1 ms, caches cold
+        parallel_chunks(lambda o0, o1: _filter_grad4(pf, len(chunks), o, c, pe, gwf, o0, o1),
+                        halves(o))
     return np.ascontiguousarray(gw[:, :kh, :kw].transpose(0, 3, 1, 2), dtype=dt)
