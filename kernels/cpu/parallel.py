@@ -106,14 +106,17 @@ def batch_chunks(n, cols_per_sample, target):
     multiple of ``n_threads()`` when n allows (4 chunks of 16 on 2 cores, not 21+21+21+1)."""
     nt = n_threads()
     k = max(1, round(n * cols_per_sample / target))
-    k = min(n, -(-k // nt) * nt)
-    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
+    return _ranges(n, min(n, -(-k // nt) * nt))
 
 
 def halves(n):
     """0..n cut into one range per thread (fewer when n is smaller): for a loop without BLAS
     that would otherwise leave a core idle."""
-    k = max(1, min(n, n_threads()))
+    return _ranges(n, max(1, min(n, n_threads())))
+
+
+def _ranges(n, k):
+    """0..n in k ranges whose sizes differ by at most one."""
     return [(n * i // k, n * (i + 1) // k) for i in range(k)]
 
 

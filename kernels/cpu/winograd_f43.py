@@ -14,7 +14,7 @@ the unrolled 1-D transforms below against it):
 
 A 4x4 output tile costs 36 channel products where F(2x2, 3x3) spends 4 * 16 = 64: on W4's
 14x14 outputs 16 tiles (covering 16x16) against 49, 576 products per sample against 784, so
-the 36 GEMMs do 0.73x the multiply-adds (4x fewer than im2col). Coefficients up to 8 and 1/24
+the 36 GEMMs do 0.73x the multiply-adds (3x fewer than im2col's). Coefficients up to 8 and 1/24
 cost most of a float32 digit (the tests state it). The stride-1 algebra is ``winograd.py``'s;
 the layout is ``winograd_s2.py``'s: each sample is copied into a zero-bordered channel-last
 (rows, columns, C) buffer, every transform is two passes (rows, then columns) whose inner loop
@@ -30,7 +30,7 @@ from numba import njit, uint64
 
 from .parallel import batch_chunks, parallel_chunks, parallel_chunks_after
 from .winograd import planes
-from .winograd_s2 import _from_hwc, _to_hwc
+from .winograd_s2 import _SIXTH, _from_hwc, _to_hwc
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
@@ -81,7 +81,6 @@ def _a6(g):
     return g[0], e + o, e - o, e2 + h + h, e2 - h - h, g[3]
 
 
-_SIXTH = 1.0 / 6.0
 _24TH = 1.0 / 24.0
 
 
@@ -97,7 +96,8 @@ def _g3(g):
 def _gt6(d):
     """G^T d in float64, the adjoint of ``_g3``."""
     s, t = d[1] + d[2], d[3] + d[4]
-    return (0.25 * d[0] - s * _SIXTH + t * _24TH, (d[2] - d[1]) * _SIXTH + (d[3] - d[4]) * 0.5 * _SIXTH,
+    return (0.25 * d[0] - s * _SIXTH + t * _24TH,
+            (d[2] - d[1]) * _SIXTH + (d[3] - d[4]) * 0.5 * _SIXTH,
             (t - s) * _SIXTH + d[5])
 
 

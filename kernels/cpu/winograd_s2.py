@@ -17,8 +17,9 @@ so a tile of 2x2 outputs costs 9 channel products instead of 16: the 9 GEMMs
 ``M[e] (T, O) = V[e] (T, 4C) @ U[e]^T (4C, O)`` over all tiles T do 1.36x fewer
 multiply-adds than im2col's on a 7x7 output (16 tiles cover 8x8) and 1.78x fewer on 8x8.
 F(4, 2) (alpha = 5, below) spends 25 products on 4x4 outputs: 1.44x fewer again on 7x7 or
-8x8 outputs, for most of a float32 digit. ``m`` (2 or 4) picks one; the route uses 4
-(``conv.WINOGRAD_M``: D2's three kernels 20.9 -> 19.2 ms on two cores, benchmarks/PROFILE.md).
+8x8 outputs, for most of a float32 digit. ``m`` (2 or 4) picks one; the route picks per call
+the one whose GEMMs do less work (``conv._winograd_m``: 4 on D2's 7x7 outputs, whose three
+kernels went 20.9 -> 19.2 ms on two cores, benchmarks/PROFILE.md).
 
 Layout: each sample's plane is first copied channel-last, into a zero-bordered (rows,
 columns, C) buffer, so that every transform's inner loop runs over C contiguous channels
