@@ -25,6 +25,16 @@ def matmul(a, b):
     return np.matmul(a, b)
 
 
+def relu(a):
+    """max(a, 0): +0 for -0, NaN for NaN."""
+    return np.maximum(a, 0)
+
+
+def relu_grad(g, y):
+    """g * (y > 0), the mask in y's dtype: ReLU's VJP, y its output."""
+    return g * (y > 0).astype(y.dtype)
+
+
 def _pad(x, padding):
     ph, pw = padding
     if ph == 0 and pw == 0:

@@ -20,6 +20,7 @@ import numpy as np
 
 import scratchgen as sg
 import scratchgen.functional as F
+from scratchgen.ops.elementwise import _relu_mask
 
 MARGIN = 1e-3  # distance kept from kinks and ties; the checks perturb by eps = 1e-6
 
@@ -180,6 +181,13 @@ _unary("relu", F.relu, lambda d, s: d.away(s))
 _unary("softplus", F.softplus, lambda d, s: d.normal(s, 3))
 _unary("log_sigmoid", F.log_sigmoid, lambda d, s: d.normal(s, 3))
 _unary("square", F.square)
+
+
+@case("relu_mask")  # relu's VJP as a function of the upstream gradient; y (relu's output) fixed
+def _(d):
+    s = d.shape()
+    y = np.maximum(d.away(s), 0.0)
+    return (lambda g: _relu_mask(g, sg.tensor(y, dtype=g.dtype))), [d.normal(s)]
 
 
 @case("leaky_relu")

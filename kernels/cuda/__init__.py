@@ -31,7 +31,7 @@ from ..reference import adam_arrays
 
 __all__ = [
     "out_size", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "matmul", "adam_update",
-    "self_test", "SOURCE_DIR", "CU_SOURCES", "MAX_COLS_BYTES",
+    "relu", "relu_grad", "self_test", "SOURCE_DIR", "CU_SOURCES", "MAX_COLS_BYTES",
 ]
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -100,6 +100,16 @@ def _pair(v):
 def matmul(a, b):
     """``a @ b`` (cuBLAS through CuPy)."""
     return _cupy().matmul(a, b)
+
+
+def relu(a):
+    """max(a, 0) (CuPy's elementwise kernel)."""
+    return _cupy().maximum(a, 0)
+
+
+def relu_grad(g, y):
+    """g * (y > 0), the mask in y's dtype: ReLU's VJP, y its output."""
+    return g * (y > 0).astype(y.dtype)
 
 
 def out_size(size, k, s, p):

@@ -189,10 +189,18 @@ log_sigmoid.defvjp(lambda g, ans, a: mul(g, sigmoid(neg(a))))
 # ---- piecewise-linear: constant masks --------------------------------------------------
 @primitive
 def relu(a):
-    return backend.xp.maximum(a, 0)
+    return backend.kernels.relu(a)
 
 
-relu.defvjp(lambda g, ans, a: mul(g, _mask(_data(ans) > 0, _data(ans))))
+@primitive
+def _relu_mask(g, y):
+    """g * (y > 0) in one pass: relu's VJP, with y (relu's output) a constant. Linear in g,
+    so its own VJP is itself."""
+    return backend.kernels.relu_grad(g, y)
+
+
+_relu_mask.defvjp(lambda gg, ans, g, y: _relu_mask(gg, y))
+relu.defvjp(lambda g, ans, a: _relu_mask(g, _data(ans)))
 
 
 @primitive
