@@ -30,9 +30,30 @@ def relu(a):
     return np.maximum(a, 0)
 
 
-def relu_grad(g, y):
-    """g * (y > 0), the mask in y's dtype: ReLU's VJP, y its output."""
-    return g * (y > 0).astype(y.dtype)
+def leaky_relu(a, slope):
+    """max(a, s a) for 0 <= s <= 1 (a branch-free form of where(a > 0, a, s a))."""
+    y = np.asarray(a * slope)
+    return np.maximum(a, y, out=y)
+
+
+def relu_grad(g, a, slope=0.0):
+    """g * m with m = 1 where a > 0, else the slope (in a's dtype): the VJP of relu (a its input
+    or output) and of leaky_relu. Array methods only (as channel_bias and channel_sum): the
+    cuda module runs these three on CuPy arrays."""
+    m = (a > 0).astype(a.dtype)
+    m *= 1 - slope
+    m += slope
+    return g * m
+
+
+def channel_bias(y, b):
+    """y + b[None, :, None, None]: a conv's bias, y (N, C, H, W) and b (C,)."""
+    return y + b.reshape(1, -1, 1, 1)
+
+
+def channel_sum(g):
+    """g summed over N, H, W -> (C,): the gradient of a conv's bias."""
+    return g.sum(axis=(0, 2, 3))
 
 
 def _pad(x, padding):

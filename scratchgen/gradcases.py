@@ -20,6 +20,7 @@ import numpy as np
 
 import scratchgen as sg
 import scratchgen.functional as F
+from scratchgen.ops.conv import _channel_sum
 from scratchgen.ops.elementwise import _relu_mask
 
 MARGIN = 1e-3  # distance kept from kinks and ties; the checks perturb by eps = 1e-6
@@ -183,11 +184,11 @@ _unary("log_sigmoid", F.log_sigmoid, lambda d, s: d.normal(s, 3))
 _unary("square", F.square)
 
 
-@case("relu_mask")  # relu's VJP as a function of the upstream gradient; y (relu's output) fixed
+@case("relu_mask")  # the VJP of relu and leaky_relu as a function of the upstream gradient
 def _(d):
-    s = d.shape()
-    y = np.maximum(d.away(s), 0.0)
-    return (lambda g: _relu_mask(g, sg.tensor(y, dtype=g.dtype))), [d.normal(s)]
+    s, slope = d.shape(), d.choice([0.0, 0.01, 0.2])
+    a = d.away(s)
+    return (lambda g: _relu_mask(g, sg.tensor(a, dtype=g.dtype), slope)), [d.normal(s)]
 
 
 @case("leaky_relu")
@@ -481,6 +482,11 @@ def _(d):
     out = tuple((hw[i] + 2 * p[i] - k[i]) // s[i] + 1 for i in (0, 1))
     return (lambda x, gy: F.conv2d_weight_grad(x, gy, k, s, p)), \
         [d.normal((n, c) + hw), d.normal((n, o) + out)]
+
+
+@case("conv_bias_grad")  # the bias's VJP (sum over n, i, j) as a function of g
+def _(d):
+    return _channel_sum, [d.normal((d.int(1, 3), d.int(1, 3)) + d.shape(2, 2))]
 
 
 def _dilation_groups(d):

@@ -85,3 +85,15 @@ def test_use_of_a_second_backend_is_refused():
     sg.tensor([1.0])
     with pytest.raises(sg.backend.BackendError, match=f"{sg.backend.name} backend is already in use"):
         sg.backend.use(other)
+
+
+def test_every_kernel_module_offers_the_reference_interface():
+    """What ``kernels.reference`` defines (its helper ``adam_arrays`` aside) the cpu and cuda
+    kernel modules export too, so the engine may call any of them on any backend."""
+    from scratchgen.kernels import cpu, cuda, reference
+    names = {n for n, v in vars(reference).items() if callable(v) and not n.startswith("_")
+             and getattr(v, "__module__", "") == reference.__name__} - {"adam_arrays"}
+    assert {"relu", "leaky_relu", "relu_grad", "channel_bias", "channel_sum"} <= names
+    for mod in (cpu, cuda):
+        assert names <= set(mod.__all__), mod.__name__
+        assert all(callable(getattr(mod, n)) for n in names)

@@ -591,3 +591,14 @@ def test_pytorch_spellings_dim_keepdim_methods_and_top_level_functions():
     sg.manual_seed(3)
     assert r.dtype == sg.float32 and np.array_equal(r.numpy(), sg.randn((2, 3)).numpy())
     assert sg.ones(2, dtype=sg.float64).dtype == np.float64 and sg.arange(3).tolist() == [0, 1, 2]
+
+
+def test_conv_bias_of_the_wrong_shape_is_a_clear_error():
+    x, w = t64(np.ones((1, 2, 4, 4))), t64(np.ones((3, 2, 3, 3)))
+    for b in (np.ones(2), np.ones((3, 1)), np.ones(4)):
+        with pytest.raises(ValueError, match=r"conv bias has shape .*expected \(3,\)"):
+            F.conv2d(x, w, t64(b))
+    with pytest.raises(ValueError, match=r"conv bias has shape .*expected \(2,\)"):
+        F.conv_transpose2d(t64(np.ones((1, 3, 4, 4))), w, t64(np.ones(3)))
+    y = F.conv2d(x, w, t64(np.arange(3.0)), padding=1)
+    np.testing.assert_array_equal(npy(y)[0, :, 0, 0], [8.0, 9.0, 10.0])

@@ -315,12 +315,12 @@ def _bits(a):
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
-@settings(deadline=None, max_examples=40)
+@settings(deadline=None, max_examples=60)
 @given(st.lists(st.integers(1, 6), min_size=0, max_size=3), st.sampled_from([np.float32, np.float64]),
-       st.integers(0, 2), st.integers(0, 2**32 - 1))
-def test_relu_kernels_are_the_references_bits(shape, dtype, layout, seed):
-    """cpu.relu / cpu.relu_grad against reference's NumPy expressions, bit for bit (the sign of
-    zero included), with NaN, +-inf and -0 in both operands, any layout, 0-d arrays too."""
+       st.integers(0, 2), st.sampled_from([0.0, 0.01, 0.2, 1 / 3, 1.0]), st.integers(0, 2**32 - 1))
+def test_relu_kernels_are_the_references_bits(shape, dtype, layout, slope, seed):
+    """cpu.relu / leaky_relu / relu_grad against reference's NumPy expressions, bit for bit (the
+    sign of zero included), with NaN, +-inf and -0 in every operand, any layout, 0-d too."""
     rng = np.random.default_rng(seed)
     special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-30, -1e-30], dtype)
 
@@ -331,11 +331,26 @@ def test_relu_kernels_are_the_references_bits(shape, dtype, layout, seed):
         return non_contiguous(a, layout) if a.ndim else a
 
     a, g = draw(), draw()
-    y = reference.relu(a)
-    got = cpu.relu(a)
-    assert got.dtype == y.dtype and got.shape == y.shape
-    np.testing.assert_array_equal(_bits(got), _bits(y))
     with np.errstate(invalid="ignore"):  # inf * 0
-        got, want = cpu.relu_grad(g, y), reference.relu_grad(g, y)
+        for name, args in (("relu", (a,)), ("leaky_relu", (a, slope)),
+                           ("relu_grad", (g, reference.relu(a))), ("relu_grad", (g, a, slope))):
+            got, want = getattr(cpu, name)(*args), getattr(reference, name)(*args)
+            assert got.dtype == want.dtype and got.shape == want.shape, name
+            np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=name)
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.tuples(st.integers(1, 5), st.integers(1, 9), st.integers(1, 8), st.integers(1, 8)),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2), st.integers(0, 2**32 - 1))
+def test_conv_bias_kernels_match_the_reference(shape, dtype, layout, seed):
+    """channel_bias is NumPy's broadcast add, bit for bit; channel_sum (a matrix-vector product
+    then a sum over N) agrees with NumPy's reduction to float rounding; any layout."""
+    rng = np.random.default_rng(seed)
+    y = non_contiguous(rng.standard_normal(shape).astype(dtype), layout)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    got, want = cpu.channel_bias(y, b), reference.channel_bias(y, b)
     assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_array_equal(_bits(got), _bits(want))
+    np.testing.assert_array_equal(got, want)
+    got, want = cpu.channel_sum(y), reference.channel_sum(np.asarray(y, np.float64))
+    assert got.dtype == np.dtype(dtype) and got.shape == (shape[1],)
+    close(got, want.astype(dtype), dtype)

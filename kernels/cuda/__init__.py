@@ -27,11 +27,11 @@ import time
 
 import numpy as np
 
-from ..reference import adam_arrays
+from ..reference import adam_arrays, channel_bias, channel_sum, relu_grad  # array methods only
 
 __all__ = [
     "out_size", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "matmul", "adam_update",
-    "relu", "relu_grad", "self_test", "SOURCE_DIR", "CU_SOURCES", "MAX_COLS_BYTES",
+    "relu", "leaky_relu", "relu_grad", "channel_bias", "channel_sum", "self_test", "SOURCE_DIR", "CU_SOURCES", "MAX_COLS_BYTES",
 ]
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -107,9 +107,10 @@ def relu(a):
     return _cupy().maximum(a, 0)
 
 
-def relu_grad(g, y):
-    """g * (y > 0), the mask in y's dtype: ReLU's VJP, y its output."""
-    return g * (y > 0).astype(y.dtype)
+def leaky_relu(a, slope):
+    """max(a, s a) for 0 <= s <= 1."""
+    y = a * slope
+    return _cupy().maximum(a, y, out=y)
 
 
 def out_size(size, k, s, p):

@@ -23,8 +23,8 @@ no new backward code:
 """
 from scratchgen import backend
 from scratchgen.autograd.graph import primitive
-from scratchgen.ops.elementwise import add, _data
-from scratchgen.ops.shape import reshape, getitem, index_scatter, concatenate, pad
+from scratchgen.ops.elementwise import _data
+from scratchgen.ops.shape import broadcast_to, reshape, getitem, index_scatter, concatenate, pad
 
 
 
@@ -67,10 +67,31 @@ conv2d_weight_grad.defvjp(
     lambda g, ans, x, gy, k_hw, stride, padding: _conv(x, g, stride, padding))
 
 
+@primitive
+def _channel_bias(y, b):
+    """y + b[None, :, None, None]; dy = g, db = g summed over n, i, j."""
+    return backend.kernels.channel_bias(y, b)
+
+
+@primitive
+def _channel_sum(g):
+    """g (N, C, H, W) summed to (C,); its VJP broadcasts back."""
+    return backend.kernels.channel_sum(g)
+
+
+_channel_bias.defvjp(lambda g, ans, y, b: g, lambda g, ans, y, b: _channel_sum(g))
+_channel_sum.defvjp(
+    lambda gg, ans, g: broadcast_to(reshape(gg, (1, -1, 1, 1)), _data(g).shape))
+
+
 def _add_bias(y, b):
     if b is None:
         return y
-    return add(y, reshape(b, (1, -1, 1, 1)))
+    bd, yd = _data(b), _data(y)
+    if bd.shape != yd.shape[1:2]:
+        raise ValueError(f"conv bias has shape {bd.shape}; expected ({yd.shape[1]},), one value "
+                         "per output channel")
+    return _channel_bias(y, b)
 
 
 def _check4(x, w, name, wlabel):

@@ -7,10 +7,6 @@ from scratchgen.autograd.tensor import Tensor
 
 
 
-def _mask(cond, like):
-    return cond.astype(like.dtype)
-
-
 def _data(a):
     return a.data if isinstance(a, Tensor) else a
 
@@ -193,13 +189,13 @@ def relu(a):
 
 
 @primitive
-def _relu_mask(g, y):
-    """g * (y > 0) in one pass: relu's VJP, with y (relu's output) a constant. Linear in g,
-    so its own VJP is itself."""
-    return backend.kernels.relu_grad(g, y)
+def _relu_mask(g, a, negative_slope=0.0):
+    """g * m in one pass, m = 1 where a > 0, else the slope: the VJP of relu and leaky_relu, a
+    (their input, or relu's output) a constant. Linear in g, so its own VJP is itself."""
+    return backend.kernels.relu_grad(g, a, negative_slope)
 
 
-_relu_mask.defvjp(lambda gg, ans, g, y: _relu_mask(gg, y))
+_relu_mask.defvjp(lambda gg, ans, g, a, negative_slope=0.0: _relu_mask(gg, a, negative_slope))
 relu.defvjp(lambda g, ans, a: _relu_mask(g, _data(ans)))
 
 
@@ -207,20 +203,11 @@ relu.defvjp(lambda g, ans, a: _relu_mask(g, _data(ans)))
 def leaky_relu(a, negative_slope=0.01):
     """max(a, s a) for 0 <= s <= 1 (a branch-free form of where(a > 0, a, s a))."""
     if 0 <= negative_slope <= 1:
-        y = backend.xp.asarray(a * negative_slope)
-        return backend.xp.maximum(a, y, out=y)
+        return backend.kernels.leaky_relu(a, negative_slope)
     return backend.xp.where(a > 0, a, a * negative_slope)
 
 
-def _leaky_vjp(g, ans, a, negative_slope=0.01):
-    a = _data(a)
-    m = (a > 0).astype(a.dtype)  # constant mask: 1 where a > 0, else the slope
-    m *= 1 - negative_slope
-    m += negative_slope
-    return mul(g, m)
-
-
-leaky_relu.defvjp(_leaky_vjp)
+leaky_relu.defvjp(lambda g, ans, a, negative_slope=0.01: _relu_mask(g, _data(a), negative_slope))
 
 
 @primitive
