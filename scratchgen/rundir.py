@@ -46,6 +46,7 @@ from scratchgen.io import CheckpointError, atomic_write, load, save
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.npz$")
 CONFIG, METRICS, LOCK = "config.json", "metrics.jsonl", ".lock"
+RUN_KEYS = ("model", "dataset", "hyperparameters")  # what every run's config.json holds
 
 
 class RunDirError(Exception):
@@ -119,6 +120,21 @@ def _dumps(obj, **kw):
     return json.dumps(obj, default=_json_default, **kw)
 
 
+def _taken(p):
+    """Why a folder holding a config.json cannot take a new run: a run to resume, or a file
+    that is not a run's (then --resume would fail too)."""
+    try:
+        cfg = json.loads((p / CONFIG).read_text())
+        why = None if isinstance(cfg, dict) and all(k in cfg for k in RUN_KEYS) else \
+            f"no {', '.join(k for k in RUN_KEYS if not isinstance(cfg, dict) or k not in cfg)}"
+    except (OSError, ValueError) as e:
+        why = f"unreadable: {type(e).__name__}"
+    if why is None:
+        return f"{p}: already holds a run; continue it with --resume {p}, or choose another --out"
+    return (f"{p}: holds a {CONFIG} that is not a scratchgen run's ({why}); nothing was "
+            "changed; choose another --out")
+
+
 def first_non_finite(state, where=""):
     """The key path (``'modules/net/0.weight'``) of the first float array (Tensor, NumPy or
     backend array, NumPy float scalar) in ``state`` holding NaN or infinity, else None."""
@@ -166,8 +182,7 @@ class RunDir:
             except OSError as e:
                 raise _os_error(e, p) from None
             if CONFIG in entries:
-                raise RunDirError(f"{p}: already holds a run; continue it with --resume {p}, "
-                                  "or choose another --out", p)
+                raise RunDirError(_taken(p), p)
             if entries - {LOCK}:
                 shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
                 raise RunDirError(f"{p}: exists and is not empty ({shown}); choose a new or "
@@ -192,8 +207,7 @@ class RunDir:
             raise
         if (p / CONFIG).exists():  # another process created a run here since we looked
             rd.close()
-            raise RunDirError(f"{p}: already holds a run; continue it with --resume {p}, "
-                              "or choose another --out", p)
+            raise RunDirError(_taken(p), p)
         return rd
 
     @classmethod

@@ -290,9 +290,10 @@ class RunConfig:
         """The run of a stored ``config.json`` dict; every value checked against today's
         declaration (keys added since the run was written take their defaults; run settings
         that older versions copied into the hyperparameters, like ``seed``, are dropped)."""
+        from scratchgen.rundir import RUN_KEYS
         from scratchgen.tasks import get_task
         names = {f.name for f in fields(cls)}
-        missing = [k for k in ("model", "dataset", "hyperparameters") if k not in cfg]
+        missing = [k for k in RUN_KEYS if k not in cfg]
         if missing:
             raise SpecError(f"{origin}: no {', '.join(missing)}; not a scratchgen run config")
         task = get_task(cfg["model"])

@@ -45,7 +45,17 @@ def test_create_refuses_a_folder_of_the_users_and_writes_nothing(tmp_path):
     (d / "config.json").write_text('{"my": 1}\n')
     (d / "metrics.jsonl").write_text("notes\n")
     before = _snapshot(d)
-    with pytest.raises(RunDirError, match="already holds a run"):
+    # someone else's config.json: not called a run (--resume would refuse it too)
+    with pytest.raises(RunDirError, match=r"holds a config.json that is not a scratchgen run's "
+                                          r"\(no model, dataset, hyperparameters\); nothing was "
+                                          r"changed; choose another --out"):
+        RunDir.create(d)
+    (d / "config.json").write_text("not json")
+    with pytest.raises(RunDirError, match=r"not a scratchgen run's \(unreadable: JSONDecodeError"):
+        RunDir.create(d)
+    (d / "config.json").write_text('{"model": "vae", "dataset": "mnist", "hyperparameters": {}}')
+    before["config.json"] = _snapshot(d)["config.json"]
+    with pytest.raises(RunDirError, match=f"already holds a run; continue it with --resume {d}"):
         RunDir.create(d)
     (d / "config.json").unlink()
     del before["config.json"]
