@@ -595,9 +595,9 @@ def test_pytorch_spellings_dim_keepdim_methods_and_top_level_functions():
 
 def test_conv_bias_of_the_wrong_shape_is_a_clear_error():
     x, w = t64(np.ones((1, 2, 4, 4))), t64(np.ones((3, 2, 3, 3)))
-    for b in (np.ones(2), np.ones((3, 1)), np.ones(4)):
+    for b in (t64(np.ones(2)), t64(np.ones((3, 1))), np.ones(4), 1.5):
         with pytest.raises(ValueError, match=r"conv bias has shape .*expected \(3,\)"):
-            F.conv2d(x, w, t64(b))
+            F.conv2d(x, w, b)
     with pytest.raises(ValueError, match=r"conv bias has shape .*expected \(2,\)"):
         F.conv_transpose2d(t64(np.ones((1, 3, 4, 4))), w, t64(np.ones(3)))
     y = F.conv2d(x, w, t64(np.arange(3.0)), padding=1)

@@ -11,6 +11,9 @@ Since <gy, C_w x> is bilinear, every VJP is one of the three:
 conv2d: dx = C_w^T g, dw = W(x, g);  conv_transpose2d: dx = C_w g, dw = W(g, x);
 W(x, gy): dx = C_G^T gy, dgy = C_G x (G the incoming gradient of the weight).
 
+A bias is one more pair, each the other's adjoint: ``_channel_bias(y, b)`` = y + b per channel
+(db = g summed over n, i, j: ``_channel_sum``), whose VJP broadcasts back.
+
 ``dilation`` and ``groups`` (PyTorch's semantics and weight shapes) are composed from these
 three and shape primitives, so every backend runs them and their derivatives of any order need
 no new backward code:
@@ -87,9 +90,9 @@ _channel_sum.defvjp(
 def _add_bias(y, b):
     if b is None:
         return y
-    bd, yd = _data(b), _data(y)
-    if bd.shape != yd.shape[1:2]:
-        raise ValueError(f"conv bias has shape {bd.shape}; expected ({yd.shape[1]},), one value "
+    shape, yd = tuple(getattr(_data(b), "shape", ())), _data(y)
+    if shape != yd.shape[1:2]:
+        raise ValueError(f"conv bias has shape {shape}; expected ({yd.shape[1]},), one value "
                          "per output channel")
     return _channel_bias(y, b)
 
