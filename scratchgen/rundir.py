@@ -125,10 +125,11 @@ def _taken(p):
     that is not a run's (then --resume would fail too)."""
     try:
         cfg = json.loads((p / CONFIG).read_text())
-        why = None if isinstance(cfg, dict) and all(k in cfg for k in RUN_KEYS) else \
-            f"no {', '.join(k for k in RUN_KEYS if not isinstance(cfg, dict) or k not in cfg)}"
     except (OSError, ValueError) as e:
         why = f"unreadable: {type(e).__name__}"
+    else:
+        missing = [k for k in RUN_KEYS if not isinstance(cfg, dict) or k not in cfg]
+        why = f"no {', '.join(missing)}" if missing else None
     if why is None:
         return f"{p}: already holds a run; continue it with --resume {p}, or choose another --out"
     return (f"{p}: holds a {CONFIG} that is not a scratchgen run's ({why}); nothing was "

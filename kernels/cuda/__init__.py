@@ -31,7 +31,8 @@ from ..reference import adam_arrays, channel_bias, channel_sum, relu_grad  # arr
 
 __all__ = [
     "out_size", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "matmul", "adam_update",
-    "relu", "leaky_relu", "relu_grad", "channel_bias", "channel_sum", "self_test", "SOURCE_DIR", "CU_SOURCES", "MAX_COLS_BYTES",
+    "relu", "leaky_relu", "relu_grad", "channel_bias", "channel_sum", "self_test", "SOURCE_DIR",
+    "CU_SOURCES", "MAX_COLS_BYTES",
 ]
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
