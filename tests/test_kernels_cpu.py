@@ -139,19 +139,35 @@ def test_conv_transpose_usage_w2():
 @settings(deadline=None, max_examples=40)
 @given(conv_case())
 def test_im2col_row_kernels_copy_exactly(case):
-    """Both (K, N*P) im2col variants (row loop, per-tap table) equal the reference's window
-    view bit for bit: they are copies, only the loop order differs."""
+    """Both im2col variants (row loop, per-tap table), in both layouts ((K, N*P) and per
+    sample (N, K, P)), equal the reference's window view bit for bit: they are copies, only
+    the loop order differs."""
     from scratchgen.kernels.cpu import conv as cc
     n, c, _, h, w, (kh, kw), (sh, sw), (ph, pw), dtype, _, seed = case
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(dtype)
     win = reference._windows(x, (kh, kw), (sh, sw), (ph, pw))  # (N, C, Ho, Wo, kh, kw)
     ho, wo = win.shape[2:4]
-    want = win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
-    for fn in (cc._im2col_rows, cc._im2col_rows_table):
-        got = np.full(want.shape, np.nan, dtype)
-        fn(x.reshape(-1), n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, got.reshape(-1), 0,
-           c * kh * kw)
-        np.testing.assert_array_equal(got, want)
+    k, p = c * kh * kw, ho * wo
+    joint = win.transpose(1, 4, 5, 0, 2, 3).reshape(k, n * p)
+    per_sample = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, k, p)
+    for want, rs, ns in ((joint, n * p, p), (per_sample, p, k * p)):
+        for fn in (cc._im2col_rows, cc._im2col_rows_table):
+            got = np.full(want.shape, np.nan, dtype)
+            fn(x.reshape(-1), n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, got.reshape(-1),
+               rs, ns, 0, k)
+            np.testing.assert_array_equal(got, want)
+
+
+@settings(deadline=None, max_examples=40)
+@given(conv_case())
+def test_both_im2col_layouts_match_reference(case):
+    """The forward and weight gradient through the per-sample (N, K, P) layout and through
+    the joint (K, N*P) one, each forced on every geometry (the route picks by ``SMALL_K``)."""
+    from unittest import mock
+    from scratchgen.kernels.cpu import conv as cc
+    for small_k in (0, 1 << 30):
+        with mock.patch.object(cc, "SMALL_K", small_k):
+            run_all(*case)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -180,7 +196,7 @@ def test_adam_update_matches_reference(dtype, wd, amsgrad):
         cpu.adam_update(p0, g, g.copy(), np.zeros((53, 37), dtype).T, lr, b1, b2, eps, wd, 1, 1)
 
 
-@pytest.mark.parametrize("c,o,k,s,p", [(64, 128, 4, 2, 1), (32, 32, 3, 1, 1)])
+@pytest.mark.parametrize("c,o,k,s,p", [(64, 128, 4, 2, 1), (32, 32, 3, 1, 1), (1, 64, 4, 2, 1)])
 def test_weight_grad_is_the_same_bits_every_call(c, o, k, s, p):
     """The batch is split over threads; the per-chunk sums must be added in chunk order, not
     in the order the threads finish, or training is not reproducible (nor resume bit-exact)."""

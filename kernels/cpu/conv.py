@@ -18,7 +18,10 @@ Same interface and semantics as :mod:`scratchgen.kernels.reference` (NCHW, ``str
   col2im (scatter-add) one ``(n, c)`` plane at a time, so a split never races;
   ``conv2d_weight_grad``: im2col into ``(K, N*P)`` and ``gw^T = cols @ gy^T`` as one GEMM
   over the joint ``(n, p)`` axis (this orientation avoids an OpenBLAS stall on skinny
-  outputs). 1x1 / stride-1 / no-padding convolutions skip im2col and call BLAS directly.
+  outputs). Up to K = C*kh*kw = ``SMALL_K`` (a first layer on a few channels) the forward
+  and the weight gradient lay columns out per sample, ``(N, K, P)``, and multiply each
+  sample on its own (``y[n] = W @ cols[n]``, ``gw = sum_n gy[n] @ cols[n]^T``). 1x1 /
+  stride-1 / no-padding convolutions skip im2col and call BLAS directly.
 
 The padded border is never materialised: loops compute, per kernel tap, the range of output
 columns whose input column is in bounds, and zero-fill (or skip) the rest.
@@ -54,16 +57,15 @@ _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
 
 @njit(**_JIT)
-def _im2col_rows(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0, r1):
-    """cols[r, n*P + i*wo + j] = x_pad[n, c, i*sh + p, j*sw + q], r = (c*kh + p)*kw + q, for
-    rows r0 <= r < r1 of K = C*kh*kw; x, cols flat, P = ho*wo.
+def _im2col_rows(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, rs, ns, r0, r1):
+    """cols[r*rs + n*ns + i*wo + j] = x_pad[n, c, i*sh + p, j*sw + q], r = (c*kh + p)*kw + q,
+    for rows r0 <= r < r1 of K = C*kh*kw; x, cols flat, P = ho*wo. Strides (rs, ns) per
+    (row, sample): (N*P, P) lays cols out as (K, N*P), (P, K*P) as (N, K, P).
 
     r outer, n inner: the tap's valid ranges are computed once per row, and the writes run
     along a row of N*P (1.8-2x faster than one (r, n) pair per iteration on short output
     rows, D2: wo = 7; 1.3x on W4)."""
-    p_ = ho * wo
     hw = h * w
-    np_ = n_ * p_
     for r in range(r0, r1):
         c = r // (kh * kw)
         pq = r - c * (kh * kw)
@@ -72,7 +74,7 @@ def _im2col_rows(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0, r1):
         jlo, jhi = _valid_range(q, pw, sw, w, wo)
         ilo, ihi = _valid_range(p, ph, sh, h, ho)
         for n in range(n_):
-            ob = uint64(r * np_ + n * p_)
+            ob = uint64(r * rs + n * ns)
             xb = (n * c_ + c) * hw
             for i in range(ho):
                 base = ob + uint64(i * wo)
@@ -94,13 +96,12 @@ def _im2col_rows(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0, r1):
 
 
 @njit(**_JIT)
-def _im2col_rows_table(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0, r1):
+def _im2col_rows_table(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, rs, ns, r0, r1):
     """``_im2col_rows`` through a per-tap table: off[a] = in-plane offset of output a
     (a = i*wo + j), ok[a] = whether it is inside x. One flat loop of P per (r, n) instead of
     ho short strided rows; faster when rows are short and strided (D2: 1.4 vs 1.8 ms)."""
     p_ = ho * wo
     hw = h * w
-    np_ = n_ * p_
     off = np.empty(p_, np.uint64)
     ok = np.empty(p_, np.bool_)
     for r in range(r0, r1):
@@ -116,7 +117,7 @@ def _im2col_rows_table(x, n_, c_, h, w, kh, kw, sh, sw, ph, pw, ho, wo, cols, r0
                 ok[i * wo + j] = inside
                 off[i * wo + j] = uint64(ii * w + jj) if inside else uint64(0)
         for n in range(n_):
-            ob = uint64(r * np_ + n * p_)
+            ob = uint64(r * rs + n * ns)
             xb = uint64((n * c_ + c) * hw)
             for a in range(p_):
                 v = x[xb + off[a]]
@@ -178,14 +179,16 @@ def _is_pointwise(kh, kw, sh, sw, ph, pw):
     return kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
 
 
-def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo):
-    """(K, N*P) columns: cols[r, n*P + a] = x_pad[n, c, i*sh + p, j*sw + q]."""
+def _im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, per_sample=False):
+    """(K, N*P) columns: cols[r, n*P + a] = x_pad[n, c, i*sh + p, j*sw + q]; with
+    ``per_sample`` (N, K, P): cols[n, r, a]."""
     n, c = x.shape[:2]
-    k = c * kh * kw
-    cols = np.empty((k, n * ho * wo), dtype=x.dtype)
+    k, p = c * kh * kw, ho * wo
+    cols = np.empty((n, k, p) if per_sample else (k, n * p), dtype=x.dtype)
+    rs, ns = (p, k * p) if per_sample else (n * p, p)
     fn = _im2col_rows_table if sw > 1 and wo <= 8 else _im2col_rows
     fn(x.reshape(-1), n, c, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, ho, wo,
-       cols.reshape(-1), 0, k)
+       cols.reshape(-1), rs, ns, 0, k)
     return cols
 
 
@@ -208,6 +211,15 @@ WINOGRAD_M = {(3, 1): (2, 4), (4, 2): (2, 4)}
 # core). Robustness wins: split everywhere (lower SPLIT_MAX_K to 256 for quiet-machine speed).
 CHUNK_COLS = 1024
 SPLIT_MAX_K = 1 << 30
+# K = C*kh*kw up to which the forward and the weight gradient lay columns out per sample,
+# (N, K, P), and multiply each sample on its own: the joint (K, N*P) layout's GEMM is skinny
+# there and its output needs a transposed copy (into y, or of gy). Chunks of about
+# SAMPLE_CHUNK_COLS columns. Measured on 2 cores, 64 samples (ms, joint -> per sample):
+# 1->64 4x4/s2 on 28x28 (W2's D1) fwd 0.68 -> 0.36, weight grad 0.76 -> 0.36; 3->64 3x3 on
+# 32x32 4.7 -> 3.4, 4.4 -> 4.0; 8->64 3x3 on 16x16 (K = 72) 2.1 -> 1.5, 2.3 -> 2.2; K = 200
+# and 288 the weight grad 1.4 -> 2.2 and 1.5 -> 2.0 (benchmarks/PROFILE.md, seventh round).
+SMALL_K = 64
+SAMPLE_CHUNK_COLS = 4096
 
 
 def _im2col_chunks(n, p, k):
@@ -258,9 +270,19 @@ def conv2d(x, w, stride, padding):
         u = winograd.filter_transform(winograd.phase_filters(w, sh, r), m, r, dt)
         y = np.empty((n, o, ho, wo), dt)
         return winograd.conv(x, u, sh, ph, pw, -(-ho // m), -(-wo // m), m, r, y, 1, 0, 0)
-    w2 = w.reshape(o, c * kh * kw)
+    k = c * kh * kw
+    w2 = w.reshape(o, k)
     if _is_pointwise(kh, kw, sh, sw, ph, pw):
         y = matmul(w2, x.reshape(n, c, p))
+    elif k <= SMALL_K:
+        # per chunk: (N, K, P) columns and one product per sample straight into y
+        y = np.empty((n, o, p), dt)
+
+        def run(n0, n1):
+            np.matmul(w2, _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo, True),
+                      out=y[n0:n1])
+
+        parallel_chunks(run, batch_chunks(n, p, SAMPLE_CHUNK_COLS))
     else:
         # per chunk of samples: im2col, one GEMM, a cheap transpose into y (NOTES.md)
         y = np.empty((n, o, p), dt)
@@ -334,11 +356,21 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
         d = winograd.weight_grad(x, gy, sh, ph, pw, -(-ho // m), -(-wo // m), m, r)
         d = d.reshape(o, c, sh, sh, r, r).transpose(0, 1, 4, 2, 5, 3)
         return np.ascontiguousarray(d.reshape(o, c, sh * r, sh * r)[:, :, :kh, :kw], dtype=dt)
+    g3 = gy.reshape(n, o, p)
+    parts = {}  # by chunk start: summed in chunk order, whichever thread finished first
+    if k <= SMALL_K:
+        # per sample gy[n] (O, P) @ cols[n]^T (P, K), summed over the chunk: no transposed
+        # copy of gy (D1: 1.1 -> 0.4 ms)
+        def run_small(n0, n1):
+            cols = _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo, True)
+            parts[n0] = np.matmul(g3[n0:n1], cols.transpose(0, 2, 1)).sum(axis=0)
+
+        parallel_chunks(run_small, batch_chunks(n, p, SAMPLE_CHUNK_COLS))
+        gw = np.sum([parts[i] for i in sorted(parts)], axis=0)
+        return np.ascontiguousarray(gw, dtype=dt).reshape(o, c, kh, kw)
     # one GEMM over the joint (n, p) axis. Computed as gw^T = cols(K, NP) @ gy^T(NP, O):
     # OpenBLAS (2 threads) stalls on the other orientation when O*K is skinny
     # (D1: 8.0 ms vs 0.29 ms; D2: 84 vs 8 ms under load; W4 no worse).
-    g3 = gy.reshape(n, o, p)
-    parts = {}  # by chunk start: summed in chunk order, whichever thread finished first
 
     def run(n0, n1):
         if n1 - n0 == 1 and _is_pointwise(kh, kw, sh, sw, ph, pw):
