@@ -279,7 +279,7 @@ def conv2d(x, w, stride, padding):
         y = np.empty((n, o, p), dt)
 
         def run(n0, n1):
-            np.matmul(w2, _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo, True),
+            np.matmul(w2, _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo, per_sample=True),
                       out=y[n0:n1])
 
         parallel_chunks(run, batch_chunks(n, p, SAMPLE_CHUNK_COLS))
@@ -358,28 +358,28 @@ def conv2d_weight_grad(x, gy, k_hw, stride, padding):
         return np.ascontiguousarray(d.reshape(o, c, sh * r, sh * r)[:, :, :kh, :kw], dtype=dt)
     g3 = gy.reshape(n, o, p)
     parts = {}  # by chunk start: summed in chunk order, whichever thread finished first
-    if k <= SMALL_K:
+    small = k <= SMALL_K
+    if small:
         # per sample gy[n] (O, P) @ cols[n]^T (P, K), summed over the chunk: no transposed
-        # copy of gy (see SMALL_K)
-        def run_small(n0, n1):
-            cols = _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo, True)
+        # copy of gy (see SMALL_K); parts are gw (O, K)
+        def run(n0, n1):
+            cols = _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo, per_sample=True)
             parts[n0] = np.matmul(g3[n0:n1], cols.transpose(0, 2, 1)).sum(axis=0)
 
-        parallel_chunks(run_small, batch_chunks(n, p, SAMPLE_CHUNK_COLS))
-        gw = np.sum([parts[i] for i in sorted(parts)], axis=0)
-        return np.ascontiguousarray(gw, dtype=dt).reshape(o, c, kh, kw)
-    # one GEMM over the joint (n, p) axis. Computed as gw^T = cols(K, NP) @ gy^T(NP, O):
-    # OpenBLAS (2 threads) stalls on the other orientation when O*K is skinny
-    # (D1: 8.0 ms vs 0.29 ms; D2: 84 vs 8 ms under load; W4 no worse).
+        chunks = batch_chunks(n, p, SAMPLE_CHUNK_COLS)
+    else:
+        # one GEMM over the joint (n, p) axis, parts gw^T = cols(K, NP) @ gy^T(NP, O):
+        # OpenBLAS (2 threads) stalls on the other orientation when O*K is skinny
+        # (D1: 8.0 ms vs 0.29 ms; D2: 84 vs 8 ms under load; W4 no worse).
+        def run(n0, n1):
+            if n1 - n0 == 1 and _is_pointwise(kh, kw, sh, sw, ph, pw):
+                cols = x[n0].reshape(k, p)
+            else:
+                cols = _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo)
+            gyt = np.ascontiguousarray(g3[n0:n1].transpose(1, 0, 2)).reshape(o, (n1 - n0) * p)
+            parts[n0] = cols @ gyt.T
 
-    def run(n0, n1):
-        if n1 - n0 == 1 and _is_pointwise(kh, kw, sh, sw, ph, pw):
-            cols = x[n0].reshape(k, p)
-        else:
-            cols = _im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, ho, wo)
-        gyt = np.ascontiguousarray(g3[n0:n1].transpose(1, 0, 2)).reshape(o, (n1 - n0) * p)
-        parts[n0] = cols @ gyt.T
-
-    parallel_chunks(run, _im2col_chunks(n, p, c * kh * kw))
-    gw = np.sum([parts[k] for k in sorted(parts)], axis=0)
-    return np.ascontiguousarray(gw.T).reshape(o, c, kh, kw)
+        chunks = _im2col_chunks(n, p, k)
+    parallel_chunks(run, chunks)
+    gw = np.sum([parts[i] for i in sorted(parts)], axis=0)
+    return np.ascontiguousarray(gw if small else gw.T, dtype=dt).reshape(o, c, kh, kw)
