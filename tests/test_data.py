@@ -235,6 +235,53 @@ def test_real_mnist_test_split(no_network):
     assert y[:5].tolist() == [7, 2, 1, 0, 4]
 
 
+def test_real_mnist_training_split_recompressed(no_network):
+    """The shared training files are recompressed: their .gz MD5 is not the official one, their
+    decompressed content's is."""
+    assert mnist_mod.MNIST_MD5["train-images-idx3-ubyte.gz"] != hashlib.md5(
+        (Path(MNIST_DIR) / "train-images-idx3-ubyte.gz").read_bytes()).hexdigest()
+    x, y = load_mnist(MNIST_DIR, split="train", download=False)
+    assert x.shape == (60000, 28, 28) and y.shape == (60000,)
+    assert x.mean() == pytest.approx(33.32, abs=0.05)
+    assert y[:5].tolist() == [5, 0, 4, 1, 9]
+
+
+def _repacked_test_split(folder, flip_content_byte=None):
+    """The official test split, decompressed and gzipped again at another level (so only its
+    content MD5 is official), optionally with one content byte flipped."""
+    for name in mnist_mod.MNIST_FILES["test"]:
+        data = bytearray(gzip.decompress((Path(MNIST_DIR) / (name + ".gz")).read_bytes()))
+        if flip_content_byte is not None and name.startswith("t10k-images"):
+            data[flip_content_byte] ^= 0x01
+        (folder / (name + ".gz")).write_bytes(gzip.compress(bytes(data), compresslevel=1))
+
+
+def test_repacked_gz_accepted_by_its_content_md5(tmp_path, no_network):
+    _repacked_test_split(tmp_path)
+    x, y = load_mnist(tmp_path, split="test", download=False)
+    np.testing.assert_array_equal(x, load_mnist(MNIST_DIR, split="test", download=False)[0])
+
+
+def test_tampered_repacked_gz_refused_naming_both_checks(tmp_path, no_network):
+    _repacked_test_split(tmp_path, flip_content_byte=16 + 28 * 28 * 5 + 14)
+    with pytest.raises(DatasetError) as info:
+        load_mnist(tmp_path, split="test", download=False)
+    msg = str(info.value)
+    assert "t10k-images-idx3-ubyte.gz" in msg and "its bytes have MD5" in msg
+    assert "decompressed content has MD5" in msg and mnist_mod.MNIST_CONTENT_MD5[
+        "t10k-images-idx3-ubyte"] in msg
+
+
+def test_flipped_byte_in_official_gz_refused(tmp_path, no_network):
+    for name in mnist_mod.MNIST_FILES["test"]:
+        raw = bytearray((Path(MNIST_DIR) / (name + ".gz")).read_bytes())
+        if name.startswith("t10k-images"):
+            raw[len(raw) // 2] ^= 0x01
+        (tmp_path / (name + ".gz")).write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz.*(corrupted|MD5 mismatch)"):
+        load_mnist(tmp_path, split="test", download=False)
+
+
 # ---------------------------------------------------------------- toy distributions
 
 def test_toy_registry():

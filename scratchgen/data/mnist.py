@@ -5,12 +5,13 @@ Folder layout (``root``)::
     train-images-idx3-ubyte[.gz]  train-labels-idx1-ubyte[.gz]   (split='train')
     t10k-images-idx3-ubyte[.gz]   t10k-labels-idx1-ubyte[.gz]    (split='test')
 
-A folder holding only one split works for that split. ``.gz`` files are checked against
-the MD5 sums of the official files; uncompressed files are checked against a ``MD5SUMS``
-file in the folder when it lists them (``md5sum`` format), and otherwise only by strict
-IDX validation (magic, dims, exact payload length).
+A folder holding only one split works for that split. A ``.gz`` file is accepted when its
+bytes have the official gzip MD5 *or* its decompressed content has the official uncompressed
+MD5 (a mirror or a re-packed copy compresses the same content to other bytes); a sum listed for
+either name in the folder's ``MD5SUMS`` (``md5sum`` format) counts as official too. Both sums
+come from one read of the file. Uncompressed files are checked against ``MD5SUMS`` when it lists
+them, and otherwise only by strict IDX validation (magic, dims, exact payload length).
 """
-import gzip
 import hashlib
 import os
 import struct
@@ -35,6 +36,13 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+# MD5 of the official files' decompressed content.
+MNIST_CONTENT_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -55,14 +63,6 @@ def default_root():
     if base:
         return Path(base).expanduser() / "mnist"
     return Path.home() / ".cache" / "scratchgen" / "mnist"
-
-
-def md5sum(path, chunk=1 << 20):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_md5sums(folder):
@@ -108,15 +108,34 @@ def parse_idx(data, name="<bytes>", expected_magic=None):
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
+def _read_hashed(path):
+    """``(content, md5 of the file's bytes, md5 of the content)`` in one read; the content is
+    the gunzipped stream for a ``.gz`` name, the bytes themselves otherwise."""
+    path = Path(path)
+    raw_md5, content_md5, parts = hashlib.md5(), hashlib.md5(), []
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if path.suffix == ".gz" else None
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                raw_md5.update(block)
+                if inflate is not None:
+                    block = inflate.decompress(block)
+                content_md5.update(block)
+                parts.append(block)
+        if inflate is not None:
+            tail = inflate.flush()
+            content_md5.update(tail)
+            parts.append(tail)
+            if not inflate.eof:
+                raise EOFError("compressed stream ends early")
+    except (EOFError, zlib.error) as e:
+        raise DatasetError(f"{path}: corrupted or truncated gzip file ({e})") from e
+    return b"".join(parts), raw_md5.hexdigest(), content_md5.hexdigest()
+
+
 def read_idx(path, expected_magic=None):
     """Read an IDX file, gunzipping it when its name ends in ``.gz``."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-        data = gzip.decompress(raw) if path.suffix == ".gz" else raw
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise DatasetError(f"{path}: corrupted or truncated gzip file ({e})") from e
-    return parse_idx(data, str(path), expected_magic)
+    return parse_idx(_read_hashed(path)[0], str(path), expected_magic)
 
 
 def _locate(root, name):
@@ -126,17 +145,30 @@ def _locate(root, name):
     return None
 
 
-def _verify(path, sums):
-    """Check ``path``'s MD5: official sums for ``.gz``, ``MD5SUMS`` entries otherwise."""
-    expected = MNIST_MD5.get(path.name) if path.suffix == ".gz" else None
-    expected = expected or sums.get(path.name)
-    if expected is None:
-        return
-    got = md5sum(path)
-    if got != expected:
-        raise DatasetError(
-            f"MD5 mismatch for {path}: expected {expected}, got {got}. The file is corrupted "
-            f"or is not the official MNIST file; delete it and download it again.")
+def _read_verified(path, sums, expected_magic, check_md5=True):
+    """Read ``path`` as IDX after checking its MD5s (module docstring)."""
+    data, raw_md5, content_md5 = _read_hashed(path)
+    if check_md5:
+        stem = path.name[:-3] if path.suffix == ".gz" else path.name
+        want_raw = {MNIST_MD5.get(path.name), sums.get(path.name)} - {None}
+        want_content = {MNIST_CONTENT_MD5.get(stem), sums.get(stem)} - {None}
+        if path.suffix != ".gz":
+            want_raw, want_content = set(), {sums.get(path.name)} - {None}
+        if (want_raw or want_content) and raw_md5 not in want_raw \
+                and content_md5 not in want_content:
+            checks = []
+            if want_raw:
+                checks.append(f"its bytes have MD5 {raw_md5}, expected {' or '.join(sorted(want_raw))}")
+            if path.suffix == ".gz" and want_content:
+                checks.append(f"its decompressed content has MD5 {content_md5}, expected "
+                              f"{' or '.join(sorted(want_content))}")
+            elif want_content:
+                checks.append(f"its MD5 is {content_md5}, expected "
+                              f"{' or '.join(sorted(want_content))} (MD5SUMS)")
+            raise DatasetError(
+                f"MD5 mismatch for {path}: {'; '.join(checks)}. The file is corrupted or is not "
+                f"the official MNIST file; delete it and download it again.")
+    return parse_idx(data, str(path), expected_magic)
 
 
 def download_file(url, dest, md5=None, timeout=DOWNLOAD_TIMEOUT):
@@ -226,12 +258,9 @@ def load_mnist(root=None, split="train", download=True, check_md5=True):
                 "no network: the mirrors could not be reached"
             raise DatasetError(_missing_message(root, split, list(failures), reason))
     paths = [_locate(root, n) for n in names]
-    if check_md5:
-        sums = _read_md5sums(root)
-        for p in paths:
-            _verify(p, sums)
-    images = read_idx(paths[0], IMAGES_MAGIC)
-    labels = read_idx(paths[1], LABELS_MAGIC)
+    sums = _read_md5sums(root) if check_md5 else {}
+    images = _read_verified(paths[0], sums, IMAGES_MAGIC, check_md5)
+    labels = _read_verified(paths[1], sums, LABELS_MAGIC, check_md5)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise DatasetError(
             f"{paths[0]}: expected uint8 images of shape (N, 28, 28), "
