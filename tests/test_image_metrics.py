@@ -119,6 +119,22 @@ def test_training_set_holds_no_held_out_example(mnist, tmp_path):
     assert DataSource("8gaussians", 8).training_set() is None
 
 
+def test_mnist_defaults_train_on_60000_and_hold_out_the_10000_test_digits():
+    data = DataSource("mnist", 8, data_dir=MNIST_DIR)  # no split, no holdout given
+    x, y = data.training_set()
+    assert x.shape == (60000, 28, 28) and len(data.held_out.labels) == 10000
+    assert data.held_out.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the test split, in order
+
+
+@pytest.mark.slow
+def test_classifier_recipe_reaches_99_percent_on_the_test_split(cache):
+    """The recipe as shipped, trained on the 60,000 training digits (~30 s)."""
+    data = DataSource("mnist", 8, data_dir=MNIST_DIR)
+    clf = C.digit_classifier(*data.training_set(), held_out=tuple(data.held_out),
+                             **_quiet([]))
+    assert clf.accuracy >= 0.99
+
+
 def test_classifier_is_cached_by_data_and_recipe(mnist, cache):
     x, y = mnist.training_set()
     recipe = dict(QUICK, max_images=256)

@@ -8,9 +8,9 @@
 
 Network (:class:`DigitNet`): Conv(1, 16, 4, 2, 1) -> ReLU -> Conv(16, 32, 4, 2, 1) -> ReLU ->
 flatten -> Linear(1568, 128) -> ReLU -> Linear(128, 10); cross-entropy, Adam, :data:`RECIPE`
-(2 epochs of batches of 64, rate 3e-3, seed 0, the first 20,000 training digits at most):
-97 % on the last 1,000 MNIST test digits after training on the first 9,000 (17 s on 2 quiet
-cores, ~30 s on busy ones). Weights are drawn from
+(4 epochs of batches of 64, rate 3e-3 halved after each epoch, seed 0, up to 60,000 digits):
+99.1 % on the 10,000 MNIST test digits after training on the 60,000 training digits (~30 s on
+2 quiet cores); 97 % on the last 1,000 test digits after the first 9,000. Weights are drawn from
 ``default_rng(seed)`` and the batch order of epoch ``e`` from ``default_rng([seed, e])``, so
 training is a pure function of the data and the recipe.
 
@@ -42,9 +42,9 @@ __all__ = ["DigitNet", "DigitClassifier", "DigitMetrics", "digit_classifier", "h
            "train_classifier", "RECIPE", "cache_path"]
 
 FORMAT = 1
-RECIPE = {"architecture": "conv16-conv32-fc128 relu, 4x4 stride-2 convs", "epochs": 2,
-          "max_images": 20000, "batch_size": 64, "optimizer": "adam", "lr": 3e-3,
-          "betas": [0.9, 0.999], "seed": 0, "format": FORMAT}
+RECIPE = {"architecture": "conv16-conv32-fc128 relu, 4x4 stride-2 convs", "epochs": 4,
+          "max_images": 60000, "batch_size": 64, "optimizer": "adam", "lr": 3e-3,
+          "lr_gamma": 0.5, "betas": [0.9, 0.999], "seed": 0, "format": FORMAT}
 FEATURES = 128
 _BATCH = 500  # images per forward pass when measuring
 
@@ -137,6 +137,8 @@ def train_classifier(x, y, recipe=None):
     y = np.asarray(y, dtype=np.int64)
     b = int(r["batch_size"])
     for epoch in range(int(r["epochs"])):
+        for group in opt.param_groups:  # lr * gamma^epoch
+            group["lr"] = r["lr"] * r.get("lr_gamma", 1.0) ** epoch
         order = np.random.default_rng([r["seed"], epoch]).permutation(len(x))
         for i in range(0, len(x) - b + 1, b):
             idx = order[i:i + b]
@@ -214,12 +216,13 @@ class DigitMetrics:
 
     * ``fd``: :func:`~scratchgen.metrics.frechet_distance` of the classifier's features of
       ``fake`` and of the first ``len(fake)`` held-out images;
-    * ``fd_floor``: the FD between two disjoint halves of the held-out set, of ``m = min(n,
-      held-out / 2)`` images each (computed once): what real digits score. FD's bias grows as
-      the sample shrinks (~1/m), so the halves match ``n`` (``eval_samples``) when the
-      held-out set is large enough; with ``n`` = the whole held-out set (1,000 of
-      ``--holdout 1000``) the floor compares 500 with 500 and sits a little above what a
-      perfect generator would score;
+    * ``fd_floor``: the FD between the even- and odd-numbered images of the first ``2m``
+      held-out digits, ``m = min(n, held-out / 2)`` each (computed once): what real digits
+      score. Interleaved, not first against second half: MNIST's test split is ordered by
+      writer group, and its two halves differ (FD 56.7 at 5,000 each, against 4.5
+      interleaved). FD's bias grows as the sample shrinks (~1/m), so with ``n`` = the whole
+      held-out set (10,000 test digits, or 1,000 of ``--holdout 1000``) the floor compares
+      halves and sits a little above what a perfect generator would score;
     * ``fd_train``: the FD of ``n`` training digits against the same held-out digits as ``fd``
       (computed once): what a generator reproducing the training data scores at this ``n``,
       the reference at equal sample size (on ``--split test --holdout 1000``: 21-29 at
@@ -241,7 +244,8 @@ class DigitMetrics:
         self.classifier = digit_classifier(x, y, held_out=(self.real, data.held_out.labels), **kw)
         self.real_features = self.classifier.features(self.real)
         m = len(self.real) // 2 if n is None else min(int(n), len(self.real) // 2)
-        self.fd_floor = frechet_distance(self.real_features[:m], self.real_features[m:2 * m])
+        self.fd_floor = frechet_distance(self.real_features[:2 * m:2],
+                                         self.real_features[1:2 * m:2])
         n = min(len(self.real) if n is None else int(n), len(self.real), len(x))
         self.fd_train = frechet_distance(self.classifier.features(_symmetric(x[:n])),
                                          self.real_features[:n])

@@ -132,7 +132,8 @@ _COMMON = Spec(
     Param("channels", int, 32, "DCGAN base width C (images only): G's ConvT 2C -> C, D's "
           "Conv C -> 2C", low=1),
     Param("g_batchnorm", bool, True, "batch normalisation in the DCGAN generator"),
-    Param("eval_samples", int, 1000, "samples per evaluation", low=2),
+    Param("eval_samples", int, 1000, "samples per evaluation (at most the held-out set's size)",
+          low=2, by_dataset={"mnist": 10000}),
     Param("lr_schedule", str, "constant", "learning-rate schedule over the run's steps",
           choices=LR_SCHEDULES),
 )
@@ -277,11 +278,9 @@ class _AdversarialTask(Task):
         ``classifier_accuracy`` (see :class:`~scratchgen.models.classifier.DigitMetrics`).
         Other images (a .npy of 28x28 images, no labels to train a classifier on): the
         pixel-space ``sliced_w1``. And the critic's view of both sets (:meth:`eval_critic`)."""
-        n = self.hp.eval_samples
-        fake = self.sample(n, rng)
-        real = self.held_out(n)
-        n = min(len(fake), len(real))
-        fake, real = fake[:n], real[:n]
+        real = self.held_out(self.hp.eval_samples)
+        fake = self.sample(len(real), rng)
+        n = len(real)
         out = {}
         if self.points:
             out["w1"] = metrics.wasserstein1_exact(fake, real)
