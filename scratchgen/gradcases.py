@@ -239,7 +239,18 @@ def _reduction(name, fn, values=lambda d, s: d.normal(s), **extra):
 
 _reduction("sum", F.sum)
 _reduction("mean", F.mean)
-_reduction("var", F.var, unbiased=[False, True])
+
+
+@case("var")
+def _(d):
+    x = d.normal(d.shape(1, 3))
+    axis, keepdims = d.axis(x.ndim), d.bool()
+    n = int(np.prod([x.shape[a] for a in ((axis,) if isinstance(axis, int) else
+                                          axis or range(x.ndim))]))
+    unbiased = d.bool() and n > 1             # n - 1 = 0 degrees of freedom gives nan
+    return (lambda a: F.var(a, axis=axis, keepdims=keepdims, unbiased=unbiased)), [x]
+
+
 _reduction("max", F.max, lambda d, s: d.distinct(s))
 _reduction("min", F.min, lambda d, s: d.distinct(s))
 _reduction("logsumexp", F.logsumexp, lambda d, s: d.normal(s, 3))
@@ -532,16 +543,70 @@ def _(d):
 def _(d):
     s = d.shape(0, 3)
     red = d.choice(["mean", "sum", "none"])
-    return (lambda l, t: F.binary_cross_entropy_with_logits(l, t, reduction=red)), \
+    kw = {}
+    if s and d.bool():
+        kw["pos_weight"] = d.uniform(s[-1:], 0.5, 3.0)
+    if d.bool():
+        kw["weight"] = d.uniform(s, 0.5, 2.0)
+    return (lambda l, t: F.binary_cross_entropy_with_logits(
+        l, t, reduction=red, **{k: sg.tensor(v, dtype=l.dtype) for k, v in kw.items()})), \
         [d.normal(s, 3), d.uniform(s, 0, 1)]
+
+
+@case("binary_cross_entropy")
+def _(d):
+    s = d.shape(0, 3)
+    red = d.choice(["mean", "sum", "none"])
+    w = d.uniform(s, 0.5, 2.0) if d.bool() else None
+    return (lambda x, t: F.binary_cross_entropy(x, t, w if w is None else
+                                                sg.tensor(w, dtype=x.dtype), reduction=red)), \
+        [d.uniform(s, 0.05, 0.95), d.uniform(s, 0, 1)]
+
+
+def _class_problem(d):
+    """(input shape, target indices, class count): (C,), (N, C) or (N, C, L)."""
+    c = d.int(1, 4)
+    kind = d.int(0, 2)
+    rows = () if kind == 0 else (d.int(1, 3),) if kind == 1 else (d.int(1, 2), d.int(1, 3))
+    shape = rows[:1] + (c,) + rows[1:] if rows else (c,)
+    t = np.array([d.int(0, c - 1) for _ in range(int(np.prod(rows, dtype=int)))],
+                 dtype=np.int64).reshape(rows)
+    return shape, t, c
+
+
+def _class_options(d, c, t):
+    """weight, ignore_index (with some targets set to it) and a reduction."""
+    kw = {"reduction": d.choice(["mean", "sum", "none"])}
+    if d.bool():
+        kw["weight"] = sg.tensor(d.uniform((c,), 0.5, 2.0))
+    if t.size > 1 and d.bool():
+        t = t.copy()
+        t.flat[d.int(0, t.size - 1)] = kw["ignore_index"] = d.choice([-100, -1, c])
+    return kw, t
 
 
 @case("cross_entropy")
 def _(d):
-    n, c = d.int(1, 4), d.int(1, 5)
-    target = sg.tensor(np.array([d.int(0, c - 1) for _ in range(n)], dtype=np.int64))
-    red = d.choice(["mean", "sum", "none"])
-    return (lambda x: F.cross_entropy(x, target, reduction=red)), [d.normal((n, c), 2)]
+    shape, t, c = _class_problem(d)
+    kw, t = _class_options(d, c, t)
+    if d.bool():
+        kw["label_smoothing"] = d.choice([0.1, 0.3])
+    target = sg.tensor(t)
+    if d.int(0, 2) == 0:  # probabilities as targets (weight and smoothing apply, indices not)
+        kw.pop("ignore_index", None)
+        p = d.uniform(shape, 0.1, 1.0)
+        return (lambda x, q: F.cross_entropy(x, q / q.sum(axis=min(1, len(shape) - 1),
+                                                           keepdims=True), **kw)), \
+            [d.normal(shape, 2), p]
+    return (lambda x: F.cross_entropy(x, target, **kw)), [d.normal(shape, 2)]
+
+
+@case("nll_loss")
+def _(d):
+    shape, t, c = _class_problem(d)
+    kw, t = _class_options(d, c, t)
+    target = sg.tensor(t)
+    return (lambda x: F.nll_loss(x, target, **kw)), [d.normal(shape)]
 
 
 @case("mse_loss")
@@ -549,6 +614,56 @@ def _(d):
     s = d.shape(0, 3)
     red = d.choice(["mean", "sum", "none"])
     return (lambda x, t: F.mse_loss(x, t, reduction=red)), [d.normal(s), d.normal(s)]
+
+
+# ---- pooling and dropout ------------------------------------------------------------
+def _pool_geometry(d, dilation=True):
+    """(input shape, kernel, stride, padding, dilation, ceil_mode): windows that each hold at
+    least one input element."""
+    k = (d.int(1, 3), d.int(1, 3))
+    s = (d.int(1, 3), d.int(1, 3))
+    p = (d.int(0, k[0] // 2), d.int(0, k[1] // 2))
+    dil = (d.int(1, 2), d.int(1, 2)) if dilation else (1, 1)
+    hw = tuple(max(1, dil[i] * (k[i] - 1) + 1 - 2 * p[i]) + d.int(0, 3) for i in (0, 1))
+    shape = (d.int(1, 2), d.int(1, 2)) + hw if d.bool() else (d.int(1, 2),) + hw
+    if dil != (1, 1):  # a dilated window may fall wholly in the padding: then use dilation 1
+        x = sg.tensor(np.zeros(shape))
+        if not np.isfinite(F.max_pool2d(x, k, s, p, dil, True).numpy()).all() or \
+                not np.isfinite(F.max_pool2d(x, k, s, p, dil, False).numpy()).all():
+            dil = (1, 1)
+    return shape, k, s, p, dil, d.bool()
+
+
+@case("max_pool2d")
+def _(d):
+    shape, k, s, p, dil, ceil = _pool_geometry(d)
+    return (lambda x: F.max_pool2d(x, k, s, p, dil, ceil)), [d.distinct(shape)]
+
+
+@case("pool_windows")  # the window primitives behind the pools' VJPs, as functions of g
+def _(d):
+    from scratchgen.ops import pool
+    shape, k, s, p, dil, ceil = _pool_geometry(d)
+    x = d.distinct(shape)
+    win = pool.geometry(x, k, s, p, dil, ceil, "case")
+    idx = pool._argmax(sg.tensor(x).data, win)[1]
+    return (lambda a, g: pool._window_place(g + pool._window_pick(a, idx, win), idx, win)
+            + pool._window_spread(g, win) * a), [x, d.normal(shape[:-2] + win.out)]
+
+
+@case("avg_pool2d")
+def _(d):
+    shape, k, s, p, _, ceil = _pool_geometry(d, dilation=False)
+    include, override = d.bool(), d.choice([None, None, 3])
+    return (lambda x: F.avg_pool2d(x, k, s, p, ceil, include, override) ** 2), [d.normal(shape)]
+
+
+@case("dropout")
+def _(d):
+    seed, p, two_d = d.int(0, 99), d.choice([0.2, 0.5]), d.bool()
+    shape = d.shape(3, 4, max_side=3) if two_d else d.shape(0, 3)
+    drop = F.dropout2d if two_d else F.dropout
+    return (lambda x: drop(x, p, generator=np.random.default_rng(seed)) * x), [d.normal(shape)]
 
 
 CASES = {c.name: c for c in _CASES}

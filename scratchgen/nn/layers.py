@@ -232,52 +232,110 @@ class BatchNorm2d(_BatchNorm):
 
 
 # ---- regularisation -------------------------------------------------------------------
-class Dropout(Module):
-    """Inverted dropout: in training, zero each element with probability p and scale the
-    rest by 1/(1-p); the identity in eval mode.
-
-    The mask is drawn on the host from ``self.generator``, a NumPy Generator seeded by
-    ``seed`` (or, without one, from the global generator that ``sg.manual_seed`` seeds), or
-    from ``rng`` when ``forward(x, rng=...)`` is given one. For bit-exact resumption either
-    pass ``rng`` or save ``self.generator.bit_generator.state``.
-    """
+class _DropoutNd(Module):
     repr_fields = ("p",)
+    _fn = None
 
-    def __init__(self, p=0.5, seed=None):
+    def __init__(self, p=0.5, inplace=False, seed=None):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-        self.p = float(p)
+        self.p, self.inplace = float(p), inplace
         if seed is None:
             seed = int(init.default_generator().integers(2 ** 63))
         self.generator = numpy.random.default_rng(seed)
 
     def forward(self, x, rng=None):
-        if not self.training or self.p == 0.0:
-            return x
-        if self.p == 1.0:
-            return x * 0.0
-        keep = (rng or self.generator).random(x.shape) >= self.p
-        mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.p))
-        return x * backend.asarray(mask)
+        return self._fn(x, self.p, self.training, generator=rng or self.generator)
+
+
+class Dropout(_DropoutNd):
+    """Inverted dropout (``F.dropout``): in training, zero each element with probability p
+    and scale the rest by 1/(1-p); the identity in eval mode.
+
+    The mask is drawn on the host from ``self.generator``, a NumPy Generator seeded by
+    ``seed`` (or, without one, from the global generator that ``sg.manual_seed`` seeds), or
+    from ``rng`` when ``forward(x, rng=...)`` is given one. For bit-exact resumption either
+    pass ``rng`` or save ``self.generator.bit_generator.state``. ``inplace`` is accepted for
+    PyTorch's signature; nothing is done in place.
+    """
+    _fn = staticmethod(F.dropout)
+
+
+class Dropout2d(_DropoutNd):
+    """Channel-wise dropout (``F.dropout2d``) of (N, C, H, W) or (C, H, W) input: in
+    training, zero whole channels with probability p and scale the rest by 1/(1-p); the
+    identity in eval mode. Masks and ``inplace`` as :class:`Dropout`'s."""
+    _fn = staticmethod(F.dropout2d)
+
+
+# ---- pooling --------------------------------------------------------------------------
+class MaxPool2d(Module):
+    """Max over kernel_size windows (``F.max_pool2d``); stride defaults to kernel_size."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False):
+        super().__init__()
+        self.kernel_size, self.padding, self.dilation = kernel_size, padding, dilation
+        self.stride = kernel_size if stride is None else stride
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """Mean over kernel_size windows (``F.avg_pool2d``); stride defaults to kernel_size."""
+    repr_fields = ("kernel_size", "stride", "padding")
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__()
+        self.kernel_size, self.padding = kernel_size, padding
+        self.stride = kernel_size if stride is None else stride
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
 
 
 # ---- activations and shapes -----------------------------------------------------------
-class ReLU(Module):
+class _Inplace(Module):
+    """``inplace`` is accepted for PyTorch's signature; the result is always a new tensor."""
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Inplace):
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, x):
         return F.relu(x)
 
 
-class LeakyReLU(Module):
+class LeakyReLU(_Inplace):
     """max(x, 0) + negative_slope min(x, 0)."""
-    repr_fields = ("negative_slope",)
 
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, x):
         return F.leaky_relu(x, negative_slope=self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace
+                                                           else "")
 
 
 class Sigmoid(Module):
@@ -329,3 +387,80 @@ class Unflatten(Module):
             raise ValueError(f"Unflatten: dim {self.dim} of input shape {shape} has size "
                              f"{shape[d]}, which is not the product of {sizes}")
         return F.reshape(x, shape[:d] + sizes + shape[d + 1:])
+
+
+# ---- losses ---------------------------------------------------------------------------
+class _Loss(Module):
+    """A loss module: ``forward(input, target)`` calls its functional form with the options
+    given at construction (PyTorch's names; legacy ``size_average``/``reduce`` honoured)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        super().__init__()
+        self.reduction = F._reduction(size_average, reduce, reduction)
+
+    def _weights(self, **named):
+        for name, w in named.items():
+            self.register_buffer(name, w)
+
+
+class MSELoss(_Loss):
+    """Mean squared error (``F.mse_loss``)."""
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class BCELoss(_Loss):
+    """Binary cross-entropy on probabilities (``F.binary_cross_entropy``, logs clamped at -100
+    as PyTorch's); ``weight`` rescales each element."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self._weights(weight=weight)
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy on logits (``F.binary_cross_entropy_with_logits``): the stable
+    softplus form; ``pos_weight`` weighs the positive term per class, ``weight`` each element."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
+                 pos_weight=None):
+        super().__init__(size_average, reduce, reduction)
+        self._weights(weight=weight, pos_weight=pos_weight)
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight,
+                                                  reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
+
+
+class NLLLoss(_Loss):
+    """Negative log-likelihood of class indices given log-probabilities (``F.nll_loss``)."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self._weights(weight=weight)
+        self.ignore_index = ignore_index
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy of logits against class indices or probabilities
+    (``F.cross_entropy``: ``weight``, ``ignore_index``, ``label_smoothing``)."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", label_smoothing=0.0):
+        super().__init__(size_average, reduce, reduction)
+        self._weights(weight=weight)
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
