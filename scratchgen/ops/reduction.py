@@ -8,6 +8,8 @@ Every public reduction takes NumPy's ``axis=``/``keepdims=`` and PyTorch's ``dim
 import builtins
 import collections
 import functools
+import math
+import warnings
 
 from scratchgen import backend
 from scratchgen.autograd.graph import primitive
@@ -70,30 +72,41 @@ sum.defvjp(lambda g, ans, x, axis=None, keepdims=False: _expand(g, x, axis, keep
 _sum, sum = sum, torch_dims(sum)
 
 
-@torch_dims
-def mean(x, axis=None, keepdims=False):
-    """Arithmetic mean: sum / n."""
+def _count(x, axis):
+    """How many elements each reduction over ``axis`` sees."""
     shape = _data(x).shape
     n = 1
     for a in _axes(axis, len(shape)):
         n *= shape[a]
-    return mul(sum(x, axis=axis, keepdims=keepdims), 1.0 / builtins.max(n, 1))
+    return n
+
+
+@torch_dims
+def mean(x, axis=None, keepdims=False):
+    """Arithmetic mean: sum / n; nan over no elements (NumPy's and PyTorch's value)."""
+    n = _count(x, axis)
+    return mul(sum(x, axis=axis, keepdims=keepdims), 1.0 / n if n else math.nan)
 
 
 @torch_dims
 def var(x, axis=None, keepdims=False, unbiased=False):
-    """Variance mean((x - mean x)^2), divided by n - 1 when ``unbiased``."""
-    shape = _data(x).shape
-    n = 1
-    for a in _axes(axis, len(shape)):
-        n *= shape[a]
+    """Variance sum((x - mean x)^2) / (n - 1 if ``unbiased`` else n); with no degrees of
+    freedom left (n - unbiased <= 0) nan and a warning, as PyTorch."""
+    dof = _count(x, axis) - int(unbiased)
+    if dof <= 0:
+        warnings.warn(f"var(): degrees of freedom is <= 0 ({dof}) for shape "
+                      f"{tuple(_data(x).shape)} over axis {axis}; the result is nan",
+                      UserWarning, stacklevel=3)
     d = sub(x, mean(x, axis=axis, keepdims=True))
-    return mul(sum(mul(d, d), axis=axis, keepdims=keepdims), 1.0 / builtins.max(n - int(unbiased), 1))
+    return mul(sum(mul(d, d), axis=axis, keepdims=keepdims), 1.0 / dof if dof > 0 else math.nan)
 
 
 @primitive
 def amax(x, axis=None, keepdims=False):
     """Maximum values. Ties share the gradient equally: each of k tied maxima gets g/k."""
+    if _count(x, axis) == 0:
+        raise ValueError(f"max/min of an empty tensor (shape {tuple(x.shape)}) over axis "
+                         f"{axis}: there is no identity to return")
     return backend.xp.max(x, axis=axis, keepdims=keepdims)
 
 
@@ -160,17 +173,24 @@ min = _torch_or_numpy("min", amin, argmin, minimum)
 @primitive
 def logsumexp(x, axis=None, keepdims=False):
     """log sum exp x, computed as m + log sum exp(x - m) with m = max x (finite for large x;
-    -inf when every term is -inf). d/dx = softmax(x), itself computed from x - m."""
+    -inf when every term is -inf or there is none). d/dx = softmax(x), itself computed from
+    x - m."""
     m = _finite_max(x, axis)
-    out = backend.xp.log(backend.xp.sum(backend.xp.exp(x - m), axis=axis, keepdims=True)) + m
+    with backend.errstate(divide="ignore"):
+        out = backend.xp.log(backend.xp.sum(backend.xp.exp(x - m), axis=axis, keepdims=True))
+    out = out + m
     if not keepdims:
         out = out.reshape(_reduced_shape(x.shape, axis))
     return out
 
 
 def _finite_max(x, axis):
-    """max x over ``axis`` (kept as size-1 dims) as a raw array, 0 where it is not finite."""
-    m = backend.xp.max(_data(x), axis=axis, keepdims=True)
+    """max x over ``axis`` (kept as size-1 dims) as a raw array, 0 where it is not finite or
+    where the reduction sees no elements."""
+    xd = _data(x)
+    if _count(xd, axis) == 0:
+        return backend.xp.zeros(_keep_shape(xd.shape, axis), dtype=xd.dtype)
+    m = backend.xp.max(xd, axis=axis, keepdims=True)
     return backend.xp.where(backend.xp.isfinite(m), m, 0)
 
 
