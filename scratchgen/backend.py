@@ -107,14 +107,26 @@ def __getattr__(attr):  # module attribute: choose on first look, then plain glo
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
+# what CuPy can hold (cupy/_core/_dtype.pyx: '?bhilqBHILQefdFD'); the CPU backends take
+# any bool, integer, float or complex dtype
+_DEVICE_TYPES = frozenset(numpy.dtype(c).type for c in "?bhilqBHILQefdFD")
+
+
 def asarray(x, dtype=None):
-    """Array of this backend from anything array-like (host data is copied to the device)."""
+    """Array of this backend from anything array-like (host data is copied to the device).
+
+    Host data whose dtype an array cannot hold (object, string, datetime; on the GPU also
+    long double) is a one-line TypeError, raised on the host before any copy."""
     _ready or use()
     if isinstance(x, ndarray):
         return x if dtype is None or x.dtype == dtype else x.astype(dtype)
     if on_gpu and hasattr(x, "__cuda_array_interface__"):
         return xp.asarray(x, dtype=dtype)
-    return xp.asarray(numpy.asarray(x, dtype=dtype))
+    host = numpy.asarray(x, dtype=dtype)
+    if host.dtype.kind not in "biufc" or (on_gpu and host.dtype.type not in _DEVICE_TYPES):
+        raise TypeError(f"cannot make a {name} array of dtype {host.dtype}: arrays hold "
+                        f"bool, integer, float or complex numbers")
+    return xp.asarray(host)
 
 
 def to_numpy(a):

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from conftest_gpu import pytest_collection_modifyitems, pytest_sessionstart  # noqa: F401
+
 settings.register_profile(
     "ci", derandomize=True, deadline=None, max_examples=25, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

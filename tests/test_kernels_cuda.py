@@ -12,7 +12,7 @@ Two tiers:
   dtype and rank) with NVRTC on first use -- about a second each on a fresh machine, by the
   review of CuPy 14, then cached on disk -- so this tier's grid is kept small (10 examples
   per property, a few fixed shapes); ``tools/gpu_check.sh`` logs what the first run costs.
-  Under the CuPy stand-in (``PYTHONPATH=tests/standin``) this tier runs too, on the
+  Under the CuPy stand-in (``PYTHONPATH=tools/standin``) this tier runs too, on the
   host-compiled kernels: that checks its device/host plumbing, not the GPU.
 """
 import importlib

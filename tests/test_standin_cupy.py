@@ -1,8 +1,8 @@
-"""The test-only CuPy stand-in (``tests/standin/cupy``) is as strict as CuPy, and a training
+"""The test-only CuPy stand-in (``tools/standin/cupy``) is as strict as CuPy, and a training
 step on it (``SCRATCHGEN_BACKEND=cuda``) moves nothing between host and device.
 
 The strictness tests load the stand-in by path, whatever the backend; CI also runs the whole
-suite with ``PYTHONPATH=tests/standin SCRATCHGEN_BACKEND=cuda`` (see ``.ci/run``).
+suite with ``PYTHONPATH=tools/standin SCRATCHGEN_BACKEND=cuda`` (see ``.ci/run``).
 """
 import importlib.util
 import os
@@ -16,7 +16,7 @@ import pytest
 
 from scratchgen.kernels.cuda import _host_build
 
-STANDIN = Path(__file__).resolve().parent / "standin"
+STANDIN = Path(__file__).resolve().parents[1] / "tools" / "standin"
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,41 @@ def test_results_stay_on_the_device(cp):
         cp.exp(cp.asarray([1e4]))  # CuPy reports no floating-point errors
     cp.add.at(x, (np.array([0, 0]), np.array([1, 1])), 1.0)
     assert x[0, 1].item() == 0.0
+
+
+def test_unsupported_dtypes_are_refused_like_cupy(cp):
+    from fractions import Fraction
+    for make in (lambda: cp.asarray(np.array([Fraction(1, 2)])), lambda: cp.array(["a", "b"]),
+                 lambda: cp.zeros(2, dtype=object), lambda: cp.ones(2).astype(np.longdouble),
+                 lambda: cp.asarray(np.array(["2026-01-01"], dtype="datetime64[D]"))):
+        with pytest.raises(ValueError, match="Unsupported dtype"):
+            make()
+    for dtype in (np.bool_, np.int8, np.uint64, np.float16, np.float32, np.complex128):
+        assert cp.asarray(np.zeros(2, dtype)).dtype == dtype
+
+
+def test_ufunc_operands_and_keywords_are_cupys(cp):
+    x = cp.arange(4.0)
+    with pytest.raises(TypeError, match="Unsupported type <class 'list'>"):
+        cp.add(x, [1.0, 2.0, 3.0, 4.0])
+    for op in (lambda: x + [1.0] * 4, lambda: [1.0] * 4 * x, lambda: x < (1, 2, 3, 4),
+               lambda: np.add(x, [1.0] * 4), lambda: x * __import__("fractions").Fraction(1)):
+        with pytest.raises(TypeError, match="NotImplemented"):
+            op()
+    with pytest.raises(TypeError, match="Wrong arguments.*where"):
+        cp.add(x, x, where=x > 1)
+    with pytest.raises(TypeError, match="Wrong arguments.*order"):
+        np.multiply(x, 2.0, order="C")
+    for reduce in (lambda: x.sum(where=x > 1), lambda: np.max(x, initial=0.0),
+                   lambda: cp.add.reduce(x, initial=0.0)):
+        with pytest.raises(TypeError, match="initial|where"):
+            reduce()
+    # what CuPy accepts still works: scalars of every kind, out=/dtype=, NumPy scalars
+    y = cp.add(x, np.float32(1), out=cp.empty(4), dtype=np.float64) * 2 + True
+    assert y.tolist() == [3.0, 5.0, 7.0, 9.0] and (x == None).tolist() == [False] * 4  # noqa: E711
+    # several boolean index arrays: CuPy >= 11 takes them (its tests' "multiple masks")
+    m = cp.asarray(np.array([True, False, True, True]))
+    assert cp.arange(16.0).reshape(4, 4)[m, m].tolist() == [0.0, 10.0, 15.0]
 
 
 def test_copies_are_counted(cp):

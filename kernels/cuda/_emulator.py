@@ -5,7 +5,7 @@ with :func:`install` so that its whole orchestration (im2col layout, GEMM shapes
 transposes, batch chunking, argument types) runs on NumPy, with each CUDA kernel replaced by
 a line-by-line Python transliteration of its body (one loop iteration per CUDA thread
 index), or by the ``.cu`` source itself compiled for the host (``_host_build``) and run
-one emulated CUDA thread per call. The test-only CuPy stand-in (``tests/standin/cupy``)
+one emulated CUDA thread per call. The test-only CuPy stand-in (``tools/standin/cupy``)
 uses :func:`raw_module_class` with ``collapse=True``: each launch is one host call whose
 grid-stride loop covers the whole range, so the real C runs at native speed.
 

@@ -1,4 +1,6 @@
 """Tensor: an array of the active backend, and its place in the graph."""
+import numpy
+
 from scratchgen import backend
 from scratchgen.autograd import graph
 
@@ -15,8 +17,9 @@ def _to_array(x, dtype=None):
         return backend.asarray(x, dtype=backend.xp.dtype(dtype))
     if backend.is_array(x) or hasattr(x, "dtype"):
         return backend.asarray(x)
-    arr = backend.asarray(x)
-    graph.check_operand(arr, "the data")       # e.g. a list of complex numbers or Fractions
+    host = numpy.asarray(x)  # checked before the copy to the device (CuPy has its own error)
+    graph.check_operand(host, "the data", other_backend_ok=True)  # e.g. complex, Fractions
+    arr = backend.asarray(host)
     if arr.dtype.kind in "iuf":
         arr = arr.astype(backend.xp.float32)
     return arr

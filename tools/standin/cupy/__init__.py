@@ -1,8 +1,10 @@
 """Test-only stand-in for CuPy: NumPy underneath, CuPy's strictness on top.
 
-Put ``tests/standin`` first on ``PYTHONPATH`` and ``SCRATCHGEN_BACKEND=cuda`` runs the whole
-engine on it, so host<->device mistakes show on a CPU-only machine. Like CuPy 14
-(``cupy/_core/core.pyx``, ``_routines_indexing.pyx``, ``_kernel.pyx``):
+Put ``tools/standin`` first on ``PYTHONPATH`` and ``SCRATCHGEN_BACKEND=cuda`` runs the whole
+engine on it, so host<->device mistakes show on a CPU-only machine. It lives outside the test
+folders so that pytest never imports it as ``cupy`` by accident; ``__standin__`` marks it
+(``SCRATCHGEN_REQUIRE_REAL_CUPY=1`` makes the test run refuse it). Like CuPy 14.2
+(``cupy/_core/core.pyx``, ``_routines_indexing.pyx``, ``_kernel.pyx``, ``_dtype.pyx``):
 
 * a device array is not a ``numpy.ndarray``; ``np.asarray(x)``, ``x.__array__()`` and so
   anything that silently converts (``np.savez``, matplotlib, SciPy routines) raise
@@ -14,6 +16,13 @@ engine on it, so host<->device mistakes show on a CPU-only machine. Like CuPy 14
   such function; a ``numpy.ndarray`` operand of a device op raises ``TypeError: Unsupported
   type`` (only ``asarray``/``array`` copy host data in; NumPy arrays may index);
 * assigning a host array into a slice of a device array raises (CuPy gh-2079);
+* only bool, integer, float16/32/64 and complex64/128 arrays exist: anything that would
+  make an object, string, datetime or long-double array raises ``ValueError: Unsupported
+  dtype ...`` (``cupy.asarray(np.array([Fraction(1, 2)]))`` included);
+* ufunc operands are device arrays or scalars: a list (or other object) is ``TypeError:
+  Unsupported type``, and as an operator's operand NumPy's "operand type(s) all returned
+  NotImplemented"; ufuncs take ``out``/``dtype``/``casting`` only (``where=``, ``order=``:
+  ``TypeError: Wrong arguments``), reductions no ``where=``/``initial=``;
 * reductions and scalar indexing return 0-d device arrays, not NumPy scalars;
 * ``RawModule`` compiles the ``.cu`` source for the host (``kernels/cuda/_host_build``) and
   launches the real C through ``kernels/cuda/_emulator`` (signatures, dtypes, contiguity
@@ -30,7 +39,7 @@ import time
 
 import numpy as _np
 
-__version__ = "14.0.0+standin"
+__version__ = "14.2.0+standin"
 __standin__ = True
 
 transfers = {"to_device": 0, "to_host": 0}
@@ -40,6 +49,31 @@ _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
 
 
 # ----------------------------------------------------------------------- wrapping helpers
+
+# cupy/_core/_dtype.pyx: all_type_chars '?bhilqBHILQefdFD'
+_SUPPORTED = frozenset(_np.dtype(c).type for c in "?bhilqBHILQefdFD")
+# cupy/_core/_scalar.pyx: scalar_type_set (exact types, as CuPy's __array_ufunc__ checks)
+_SCALARS = frozenset({int, float, bool, complex}) | _SUPPORTED
+_NOT_HANDLED = object()
+
+
+def _check_dtype(dtype):
+    if dtype.type not in _SUPPORTED:
+        raise ValueError(f"Unsupported dtype {dtype}")
+
+
+def _is_scalar(x):
+    return isinstance(x, (int, float, complex, _np.generic)) and type(x) not in (
+        _np.object_, _np.str_, _np.bytes_, _np.void)
+
+
+def _defers(other):
+    """CuPy's _should_use_rop: let ``other``'s reflected operator run."""
+    uf = getattr(other, "__array_ufunc__", _NOT_HANDLED)
+    if uf is not _NOT_HANDLED:
+        return uf is None
+    return 0 < getattr(other, "__array_priority__", 0)
+
 
 def _wrap(r):
     if isinstance(r, _np.ndarray):
@@ -88,9 +122,22 @@ def _quiet():
     return _np.errstate(all="ignore")  # CuPy reports no floating-point errors
 
 
+_REDUCTIONS = {"sum", "prod", "mean", "var", "std", "max", "min", "amax", "amin", "all", "any",
+               "nansum"}
+
+
+def _no_numpy_only_kw(name, kw):
+    if name in _REDUCTIONS and ("where" in kw or "initial" in kw):
+        bad = "where" if "where" in kw else "initial"
+        raise TypeError(f"{name}() got an unexpected keyword argument '{bad}'")
+
+
 def _device_function(np_func, name=None):
+    fname = name or np_func.__name__
+
     @functools.wraps(np_func)
     def f(*args, **kw):
+        _no_numpy_only_kw(fname, kw)
         with _quiet():
             return _wrap(np_func(*_dev(args), **_dev_kw(kw)))
     if name:
@@ -106,10 +153,13 @@ class ndarray:
     __hash__ = None
 
     def __init__(self, shape, dtype=float, order="C"):
+        _check_dtype(_np.dtype(dtype))
         self._a = _np.empty(shape, dtype=dtype, order=order)
 
     @classmethod
     def _of(cls, a):
+        if a.dtype.type not in _SUPPORTED:
+            _check_dtype(a.dtype)
         self = object.__new__(cls)
         self._a = a
         return self
@@ -213,6 +263,9 @@ class ndarray:
                 return NotImplemented
         if "out" in kw:
             kw["out"] = kw["out"][0]
+        if not builtins.all(type(x) in _SCALARS or isinstance(x, (ndarray, _np.ndarray))
+                            for x in inputs + ((kw["out"],) if "out" in kw else ())):
+            return NotImplemented
         return func(*inputs, **kw)
 
     def __array_function__(self, func, types, args, kwargs):
@@ -228,6 +281,7 @@ class ndarray:
 
 def _method(name):
     def m(self, *args, **kw):
+        _no_numpy_only_kw(name, kw)
         with _quiet():
             r = getattr(self._a, name)(*_dev(args), **_dev_kw(kw))
         return self if r is self._a else _wrap(r)
@@ -244,6 +298,13 @@ for _name in ("reshape", "transpose", "astype", "copy", "ravel", "flatten", "squ
 
 def _binary(name):
     def op(self, other):
+        if not isinstance(other, (ndarray, _np.ndarray)) and type(other) not in _SCALARS:
+            if _defers(other):
+                return NotImplemented
+            if not (name in ("__eq__", "__ne__") and type(other).__eq__ is object.__eq__):
+                raise TypeError(f"operand type(s) all returned NotImplemented from "
+                                f"__array_ufunc__ ({name} of a cupy.ndarray and a "
+                                f"{type(other).__name__})")
         with _quiet():
             r = getattr(self._a, name)(_dev(other))
         return self if r is self._a else _wrap(r)
@@ -264,18 +325,30 @@ for _name in ("__neg__", "__pos__", "__abs__", "__invert__"):
 # ------------------------------------------------------------------------------ ufuncs
 
 class _Ufunc:
-    """cupy.ufunc: device operands only; ``at``/``reduce``/``outer``/``accumulate``."""
+    """cupy.ufunc: device operands or scalars only, ``out``/``dtype``/``casting`` only;
+    ``at``/``reduce``/``outer``/``accumulate``."""
+
+    _KW = {"__call__": {"out", "dtype", "casting"}, "outer": {"out", "dtype", "casting"},
+           "reduce": {"axis", "dtype", "out", "keepdims"},
+           "accumulate": {"axis", "dtype", "out"}}
 
     def __init__(self, uf):
         self._uf = uf
         self.__name__ = uf.__name__
         self.nin, self.nout = uf.nin, uf.nout
 
-    def _check(self, args, kw):
+    def _check(self, args, kw, method="__call__"):
+        extra = {k: v for k, v in kw.items() if k not in self._KW[method]}
+        if extra:  # cupy/_core/_kernel.pyx: ufunc.__call__ pops out, dtype, casting
+            raise TypeError(f"Wrong arguments {extra}")
         if self.__name__ in ("greater", "greater_equal", "less", "less_equal", "equal",
                              "not_equal"):  # CuPy's workaround for numpy/numpy#12142
             args = tuple(a.item() if isinstance(a, _np.ndarray) and a.ndim == 0 else a
                          for a in args)
+        n = 1 if method in ("reduce", "accumulate") else len(args)
+        for a in args[:n]:
+            if not isinstance(a, (ndarray, _np.ndarray)) and not _is_scalar(a):
+                raise TypeError(f"Unsupported type {type(a)}")  # CScalar(list)
         return _dev(args), _dev_kw(kw)
 
     def __call__(self, *args, **kw):
@@ -291,17 +364,17 @@ class _Ufunc:
             self._uf.at(a._a, *args)
 
     def reduce(self, *args, **kw):
-        args, kw = self._check(args, kw)
+        args, kw = self._check(args, kw, "reduce")
         with _quiet():
             return _wrap(self._uf.reduce(*args, **kw))
 
     def accumulate(self, *args, **kw):
-        args, kw = self._check(args, kw)
+        args, kw = self._check(args, kw, "accumulate")
         with _quiet():
             return _wrap(self._uf.accumulate(*args, **kw))
 
     def outer(self, *args, **kw):
-        args, kw = self._check(args, kw)
+        args, kw = self._check(args, kw, "outer")
         with _quiet():
             return _wrap(self._uf.outer(*args, **kw))
 
