@@ -89,12 +89,18 @@ def test_max_pool2d_matches_torch_values_indices_first_and_second_order():
     assert checked > 15
 
 
-def test_max_pool2d_ties_and_nan_follow_torch():
-    x = np.array([[[[1.0, 1.0, 0.0], [1.0, np.nan, 2.0], [0.0, 2.0, 2.0]]]])
+def test_max_pool2d_ties_follow_torch_and_nan_propagates():
+    x = np.array([[[[1.0, 1.0, 0.0], [1.0, 0.5, 2.0], [0.0, 2.0, 2.0]]]])
     for k, s in ((2, 1), (3, 1), (2, 2)):
         assert_same(lambda a: F.max_pool2d(a, k, s, ceil_mode=True),
                     lambda a: TF.max_pool2d(a, k, s, ceil_mode=True), [x],
                     np.random.default_rng(1), second=False)
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = np.nan
+    t = sg.tensor(x, requires_grad=True)
+    y = F.max_pool2d(t, 2, 1)
+    np.testing.assert_array_equal(np.isnan(y.numpy()), np.ones((1, 1, 2, 2), bool))
+    y.sum().backward()                    # each window's gradient at its first NaN
+    np.testing.assert_array_equal(t.grad.numpy()[0, 0], [[0, 0, 0], [0, 4, 0], [0, 0, 0]])
 
 
 def test_avg_pool2d_matches_torch():
