@@ -81,7 +81,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     name = "binary_cross_entropy"
     _check_same_shape(input, target, name)
     x = input.data
-    if bool(((x < 0) | (x > 1)).any()):
+    if not bool(((x >= 0) & (x <= 1)).all()):              # NaN too, as PyTorch
         raise ValueError(f"{name}: input values must lie in [0, 1] (probabilities; for logits "
                          "use binary_cross_entropy_with_logits)")
     loss = _weighted(_loss.binary_cross_entropy(input, target), weight)

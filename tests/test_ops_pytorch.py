@@ -292,3 +292,57 @@ def test_dropout_and_dropout2d_semantics_as_torch():
         F.dropout2d(sg.tensor(np.ones((2, 3))))
     with pytest.raises(ValueError, match="probability"):
         F.dropout(x, 1.5)
+
+
+# ---- whole networks as PyTorch's examples write them ----------------------------------
+def _mnist_nets(lib, F_):
+    """pytorch/examples' MNIST Net, in either library."""
+    class Net(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = lib.nn.Conv2d(1, 4, 3, 1)
+            self.conv2 = lib.nn.Conv2d(4, 8, 3, 1)
+            self.dropout1 = lib.nn.Dropout2d(0.25)
+            self.dropout2 = lib.nn.Dropout(0.5)
+            self.fc1 = lib.nn.Linear(8 * 4 * 4, 16)
+            self.fc2 = lib.nn.Linear(16, 10)
+            self.pool = lib.nn.AvgPool2d(2, stride=1, padding=1, count_include_pad=False)
+
+        def forward(self, x):
+            x = F_.relu(self.conv1(x), inplace=True)
+            x = self.pool(x)[..., :-1, :-1]
+            x = F_.relu(self.conv2(x))
+            x = F_.max_pool2d(x, 2, ceil_mode=True)
+            x = self.dropout1(x)
+            x = lib.flatten(x, 1)
+            x = F_.relu(self.fc1(x))
+            x = self.dropout2(x)
+            return F_.log_softmax(self.fc2(x), dim=1)
+    return Net()
+
+
+def test_mnist_example_network_matches_torch_loss_gradients_and_penalty():
+    """Same weights, same batch: the loss, every parameter's gradient and the gradient of a
+    gradient penalty (double backward through both pools) agree with PyTorch."""
+    ours, theirs = _mnist_nets(sg, F), _mnist_nets(torch, TF)
+    ours.double(), theirs.double()
+    theirs.load_state_dict({k: torch.tensor(sg.backend.to_numpy(getattr(v, "data", v)))
+                            for k, v in ours.state_dict().items()})
+    ours.eval(), theirs.eval()                                 # dropout off in both
+    rng = np.random.default_rng(9)
+    x, t = rng.standard_normal((3, 1, 12, 12)), rng.integers(0, 10, 3)
+    xo, xt = sg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    lo = F.nll_loss(ours(xo), sg.tensor(t), reduction="sum")
+    lt = TF.nll_loss(theirs(xt), torch.tensor(t), reduction="sum")
+    (go,) = sg.grad(lo, xo, create_graph=True)
+    (gt,) = torch.autograd.grad(lt, xt, create_graph=True)
+    po, pt = lo + (go * go).sum(), lt + (gt * gt).sum()
+    po.backward()
+    pt.backward()
+    np.testing.assert_allclose(po.item(), pt.item(), rtol=1e-10)
+    named = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), named[name].grad.numpy(), rtol=1e-8,
+                                   atol=1e-12, err_msg=name)
+    ours.train()
+    assert not np.array_equal(ours(xo).numpy(), ours(xo).numpy())   # dropout on in training
