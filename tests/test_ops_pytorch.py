@@ -256,6 +256,16 @@ def test_all_rows_ignored_gives_nan_as_torch():
 
 
 # ---- activations and dropout ----------------------------------------------------------
+def test_softmax_modules_match_torch():
+    x = np.random.default_rng(10).standard_normal((2, 3, 4))
+    for dim in (0, 1, -1, None):
+        for ours, theirs in ((nn.Softmax(dim), torch.nn.Softmax(dim)),
+                             (nn.LogSoftmax(dim=dim), torch.nn.LogSoftmax(dim=dim))):
+            assert repr(ours) == repr(theirs)
+            np.testing.assert_allclose(ours(sg.tensor(x)).numpy(),
+                                       theirs(torch.tensor(x)).numpy(), rtol=1e-12)
+
+
 def test_inplace_is_accepted_and_changes_nothing():
     x = sg.tensor([-1.0, 2.0])
     for y in (F.relu(x, inplace=True), nn.ReLU(inplace=True)(x),

@@ -18,11 +18,11 @@ from scratchgen.nn.module import Module, Parameter, Sequential, ModuleList, Inco
 from scratchgen.nn.layers import (Linear, Conv2d, ConvTranspose2d, BatchNorm1d, BatchNorm2d,
                                   Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, Identity, Flatten,
                                   Unflatten)
-from scratchgen.nn.layers import (Dropout2d, MaxPool2d, AvgPool2d, MSELoss, BCELoss,
-                                  BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss)
+from scratchgen.nn.layers import (Dropout2d, MaxPool2d, AvgPool2d, Softmax, LogSoftmax, MSELoss,
+                                  BCELoss, BCEWithLogitsLoss, NLLLoss, CrossEntropyLoss)
 
 __all__ = ["init", "Module", "Parameter", "Sequential", "ModuleList", "IncompatibleKeys",
            "Linear", "Conv2d", "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "Dropout",
            "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity", "Flatten", "Unflatten",
-           "Dropout2d", "MaxPool2d", "AvgPool2d", "MSELoss", "BCELoss", "BCEWithLogitsLoss",
-           "NLLLoss", "CrossEntropyLoss"]
+           "Dropout2d", "MaxPool2d", "AvgPool2d", "Softmax", "LogSoftmax", "MSELoss", "BCELoss",
+           "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss"]

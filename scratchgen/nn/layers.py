@@ -338,6 +338,26 @@ class LeakyReLU(_Inplace):
                                                            else "")
 
 
+class Softmax(Module):
+    """softmax along ``dim`` (``F.softmax``); without one, PyTorch's legacy choice: dim 0 for
+    0-, 1- and 3-D input, else 1."""
+    repr_fields = ("dim",)
+    _fn = staticmethod(F.softmax)
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        dim = self.dim if self.dim is not None else 0 if x.ndim in (0, 1, 3) else 1
+        return self._fn(x, dim)
+
+
+class LogSoftmax(Softmax):
+    """log_softmax along ``dim`` (``F.log_softmax``); ``dim`` as :class:`Softmax`'s."""
+    _fn = staticmethod(F.log_softmax)
+
+
 class Sigmoid(Module):
     def forward(self, x):
         return F.sigmoid(x)
