@@ -153,22 +153,33 @@ def _raw(w):
     return None if w is None else (w.data if isinstance(w, Tensor) else backend.asarray(w))
 
 
-def _nll_rows(logp, t, keep, weight, reduction, rows, name):
-    """-w[t] logp[m, t_m] per row m (w = 1 without ``weight``; 0 where ignored), reduced as
-    PyTorch: 'mean' divides by the sum of the weights of the rows not ignored."""
-    xp, dt = backend.xp, logp.dtype
+def _row_weights(t, keep, weight, dt):
+    """(safe targets, w): ignored rows' targets set to 0, and w[t_m] per row (1 without
+    ``weight``) zeroed where the row is ignored; w is None when every row weighs 1."""
+    xp = backend.xp
     safe = t if keep is None else xp.where(keep, t, 0)
-    loss = neg(index(logp, (xp.arange(t.shape[0]), safe)))
     if weight is None and keep is None:
-        return _reduce(reshape(loss, rows), reduction, name)
+        return safe, None
     w = xp.ones(t.shape, dt) if weight is None else _raw(weight)[safe].astype(dt)
-    if keep is not None:
-        w = w * keep
-    loss = mul(loss, w)
+    return safe, (w if keep is None else w * keep)
+
+
+def _per_row(loss, w, reduction, rows, name):
+    """Row losses reduced as PyTorch reduces nll_loss: 'mean' divides by the total weight of
+    the counted rows (nan when every row is ignored)."""
+    if w is None:
+        return _reduce(reshape(loss, rows), reduction, name)
     if reduction == "mean":
-        with backend.errstate(invalid="ignore", divide="ignore"):  # all ignored: nan
+        with backend.errstate(invalid="ignore", divide="ignore"):
             return div(sum(loss), w.sum())
     return _reduce(reshape(loss, rows), reduction, name)
+
+
+def _nll_rows(logp, t, keep, weight, reduction, rows, name):
+    """-w[t_m] logp[m, t_m] per row m, reduced; also returns w (see _row_weights)."""
+    safe, w = _row_weights(t, keep, weight, logp.dtype)
+    loss = neg(index(logp, (backend.xp.arange(t.shape[0]), safe)))
+    return _per_row(loss if w is None else mul(loss, w), w, reduction, rows, name), w
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -181,7 +192,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     t, keep = _class_indices(target, rows, input.shape[_class_axis(input)], ignore_index,
                              name)
     return _nll_rows(logp, t, keep, weight, _reduction(size_average, reduce, reduction), rows,
-                     name)
+                     name)[0]
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
@@ -206,27 +217,16 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         return _soft_cross_entropy(logp, target, weight, reduction, label_smoothing, cax, name)
     logp_rows, rows = _classes_last(logp, name)
     t, keep = _class_indices(target, rows, n_classes, ignore_index, name)
-    nll = _nll_rows(logp_rows, t, keep, weight, reduction, rows, name)
+    nll, w = _nll_rows(logp_rows, t, keep, weight, reduction, rows, name)
     if not label_smoothing:
         return nll
-    # PyTorch: (1 - e) nll + e / C * sum_c -w_c logp_c, ignored rows zeroed, 'mean' divided by
-    # the same total weight as nll's
+    # PyTorch: (1 - e) nll + e / C * sum_c -w_c logp_c, with ignored rows zeroed and 'mean'
+    # divided by nll's total weight
     wlp = logp_rows if weight is None else mul(logp_rows, _raw(weight).astype(logp.dtype))
     smooth = neg(sum(wlp, axis=1))
-    xp, dt = backend.xp, logp.dtype
     if keep is not None:
-        smooth = mul(smooth, keep.astype(dt))
-    if reduction == "mean":
-        if weight is not None:
-            safe = t if keep is None else xp.where(keep, t, 0)
-            w = _raw(weight)[safe].astype(dt)
-            total = (w if keep is None else w * keep).sum()
-        else:
-            total = xp.asarray(t.shape[0] if keep is None else keep.sum(), dtype=dt)
-        with backend.errstate(invalid="ignore", divide="ignore"):
-            smooth = div(sum(smooth), total)
-    else:
-        smooth = _reduce(reshape(smooth, rows), reduction, name)
+        smooth = mul(smooth, keep.astype(logp.dtype))
+    smooth = _per_row(smooth, w, reduction, rows, name)
     return add(mul(nll, 1.0 - label_smoothing), mul(smooth, label_smoothing / n_classes))
 
 
