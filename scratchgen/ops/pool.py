@@ -204,6 +204,14 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     starting inside the input or its left padding); stride defaults to kernel_size and
     padding may be at most half the kernel. The gradient goes to the first maximum of each
     window. With ``return_indices`` also the argmax as flat indices into H x W (int64).
+
+    >>> import scratchgen as sg, scratchgen.functional as F
+    >>> x = sg.tensor([[[[1.0, 5.0, 2.0], [4.0, 3.0, 6.0]]]], requires_grad=True)
+    >>> y, i = F.max_pool2d(x, 2, ceil_mode=True, return_indices=True)
+    >>> y.tolist(), i.tolist()
+    ([[[[5.0, 6.0]]]], [[[[1, 5]]]])
+    >>> y.sum().backward(); x.grad.tolist()
+    [[[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]]
     """
     win = geometry(input, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     y = _max_pool(input, win)
@@ -232,7 +240,15 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     """Mean over kh x kw windows of x (N, C, H, W) or (C, H, W): the window's sum divided by
     its size (zero padding counted when ``count_include_pad``; windows running past the
     padded input in ``ceil_mode`` counted only up to it), or by ``divisor_override``.
-    Output size as in :func:`max_pool2d` (dilation 1)."""
+    Output size as in :func:`max_pool2d` (dilation 1).
+
+    >>> import scratchgen as sg, scratchgen.functional as F
+    >>> x = sg.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    >>> F.avg_pool2d(x, 2, stride=1, padding=1).tolist()[0][0][1]
+    [1.0, 3.0, 2.0]
+    >>> F.avg_pool2d(x, 2, stride=1, padding=1, count_include_pad=False).tolist()[0][0][1]
+    [2.0, 3.0, 4.0]
+    """
     win = geometry(input, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
     s = _window_sum(input, win)
     if divisor_override is not None:
