@@ -72,7 +72,6 @@ def geometry(x, kernel_size, stride, padding, dilation, ceil_mode, fn):
     return Win(k, s, p, d, hw, out, padded)
 
 
-
 def _taps(win):
     """The (slice_h, slice_w) of each kernel tap in the padded input, row-major."""
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = win.k, win.s, win.d, win.out
