@@ -31,9 +31,9 @@ def _median_us(fn, ops, repeat):
     return statistics.median(times) / ops * 1e6
 
 
-def bench_scratchgen(ops, repeat):
-    import scratchgen as sg
-    x = sg.tensor(np.ones((4, 4), np.float32), requires_grad=True)
+def bench(lib, ops, repeat):
+    """Per-op µs of the chain in ``lib`` (``scratchgen`` or ``torch``: the same calls)."""
+    x = lib.tensor(np.ones((4, 4), np.float32), requires_grad=True)
 
     def chain():
         y = x
@@ -42,7 +42,7 @@ def bench_scratchgen(ops, repeat):
         return y
 
     def no_grad():
-        with sg.no_grad():
+        with lib.no_grad():
             chain()
 
     def fwd_bwd():
@@ -51,31 +51,7 @@ def bench_scratchgen(ops, repeat):
 
     return {"fwd (no grad)": _median_us(no_grad, ops, repeat),
             "fwd": _median_us(chain, ops, repeat),
-            "fwd+bwd": _median_us(fwd_bwd, ops, repeat)}, f"scratchgen ({sg.backend.name})"
-
-
-def bench_torch(ops, repeat):
-    import torch
-    torch.set_num_threads(1)
-    x = torch.ones((4, 4), dtype=torch.float32, requires_grad=True)
-
-    def chain():
-        y = x
-        for _ in range(ops):
-            y = y + x
-        return y
-
-    def no_grad():
-        with torch.no_grad():
-            chain()
-
-    def fwd_bwd():
-        x.grad = None
-        chain().sum().backward()
-
-    return {"fwd (no grad)": _median_us(no_grad, ops, repeat),
-            "fwd": _median_us(chain, ops, repeat),
-            "fwd+bwd": _median_us(fwd_bwd, ops, repeat)}, f"torch {torch.__version__}"
+            "fwd+bwd": _median_us(fwd_bwd, ops, repeat)}
 
 
 def main(argv=None):
@@ -84,14 +60,15 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     a = p.parse_args(argv)
-    results = {}
-    res, label = bench_scratchgen(a.ops, a.repeat)
-    results[label] = res
+    import scratchgen as sg
+    results = {f"scratchgen ({sg.backend.name})": bench(sg, a.ops, a.repeat)}
     try:
-        res, label = bench_torch(a.ops, a.repeat)
-        results[label] = res
+        import torch
     except ImportError:
-        pass
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(1)
+        results[f"torch {torch.__version__}"] = bench(torch, a.ops, a.repeat)
     cols = ["fwd (no grad)", "fwd", "fwd+bwd"]
     print(f"(4, 4) float32 add, chain of {a.ops}: µs per op (median of {a.repeat})")
     print(f"{'':24}" + "".join(f"{c:>15}" for c in cols))

@@ -5,8 +5,11 @@
                                    [--threads N] [--under-load] [--breakdown | --profile]
 
 The workloads are defined in ``benchmarks/README.md`` (a copy of the shared WORKLOADS.md);
-each is written below twice, once per framework, line for line alike. Both frameworks start
-from the same weights (PyTorch's are copied from scratchgen's) and see the same data.
+each is written once (``w1`` ... ``w5``), in PyTorch's names, and built under each framework
+from a ``Framework``: the module namespaces (``sg``/``torch``, ``nn``, ``F``, ``optim``) plus
+the few things spelled differently (tensors from host data, placing a module on the device,
+noise draws, synchronisation). Both frameworks start from the same weights (PyTorch's are
+copied from scratchgen's) and see the same data.
 
 Timing: ``--warmup`` steps each, then ``--steps`` timed steps each, run in alternating blocks
 of ``--block`` steps (scratchgen, torch, [numpy,] then the reverse order), so that drift in the
@@ -61,8 +64,6 @@ from scratchgen import nn, optim  # noqa: E402
 
 try:
     import torch
-    import torch.nn as tnn
-    import torch.nn.functional as TF
 except ImportError:  # scratchgen alone
     torch = None
 
@@ -184,41 +185,82 @@ def make_noise(key, batch, rng):
     return None
 
 
-# ---------------------------------------------------------------- scratchgen
+# ---------------------------------------------------------------- the frameworks
 
 _host_rng = np.random.default_rng(1)
 
 
-def sg_randn(*shape):
+class Framework:
+    """A framework as the workloads see it: PyTorch's names (``lib``, ``nn``, ``F``, ``optim``)
+    and the four things that differ, adapted here so each workload is written once: making a
+    tensor from host data, placing a module, drawing N(0, 1) / U(0, 1) noise, synchronising."""
+
+    def __init__(self, name, lib, nn, F, optim, tensor, place, randn, rand, sync):
+        self.name, self.lib, self.nn, self.F, self.optim = name, lib, nn, F, optim
+        self.tensor, self.place, self._randn, self._rand, self.sync = (tensor, place, randn,
+                                                                       rand, sync)
+
+    def normal(self, noise, name, *shape, i=None):
+        """N(0, 1) draws of ``shape``, or ``noise[name]`` (``[i]``) when the caller fixed them."""
+        return self._randn(*shape) if noise is None else self._given(noise, name, i)
+
+    def uniform(self, noise, name, *shape, i=None):
+        """U(0, 1) draws of ``shape``, or ``noise[name]`` (``[i]``) when the caller fixed them."""
+        return self._rand(*shape) if noise is None else self._given(noise, name, i)
+
+    def _given(self, noise, name, i):
+        return self.tensor(np.ascontiguousarray(noise[name] if i is None else noise[name][i]))
+
+
+def _sg_randn(*shape):  # float32 straight from the generator (sg.randn draws float64)
     if B.on_gpu:
         return sg.tensor(B.xp.random.standard_normal(shape, dtype=B.xp.float32))
     return sg.tensor(_host_rng.standard_normal(shape, dtype=np.float32))
 
 
-def sg_rand(*shape):
+def _sg_rand(*shape):
     if B.on_gpu:
         return sg.tensor(B.xp.random.random_sample(shape, dtype=B.xp.float32))
     return sg.tensor(_host_rng.random(shape, dtype=np.float32))
 
 
-def _sg_given(noise, name, i=None):
-    a = noise[name] if i is None else noise[name][i]
-    return sg.tensor(B.asarray(a))
+SCRATCHGEN = Framework(
+    "scratchgen", sg, nn, F, optim,
+    tensor=lambda a, requires_grad=False: sg.tensor(B.asarray(a), requires_grad=requires_grad),
+    place=lambda m: m, randn=_sg_randn, rand=_sg_rand, sync=lambda: B.synchronize())
 
 
-def _sg_freeze(module, flag):
+def torch_framework(dev):
+    """PyTorch on ``dev`` (its CPU, or CUDA when scratchgen runs on the GPU)."""
+    def tensor(a, requires_grad=False):
+        return torch.from_numpy(a).to(dev).requires_grad_(requires_grad)
+
+    return Framework(
+        "torch", torch, torch.nn, torch.nn.functional, torch.optim, tensor=tensor,
+        place=lambda m: m.to(dev), randn=lambda *s: torch.randn(*s, device=dev),
+        rand=lambda *s: torch.rand(*s, device=dev),
+        sync=torch.cuda.synchronize if dev.type == "cuda" else (lambda: None))
+
+
+def _freeze(module, flag):
     for p in module.parameters():
         p.requires_grad_(not flag)
 
 
-def sg_w1(d, batch):
-    x = sg.tensor(B.asarray(d["x"]))
-    enc = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 40))
-    dec = nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784))
-    opt = optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
+# ---------------------------------------------------------------- the workloads, written once
+# Each builds its modules and data in framework ``fw`` and returns (step, modules): step(noise)
+# runs one training step (with ``noise`` from make_noise, or fresh draws when None) and returns
+# its losses or gradients; modules are what copy_weights aligns between frameworks.
+
+def w1(fw, d, batch):
+    nn, F = fw.nn, fw.F
+    x = fw.tensor(d["x"])
+    enc = fw.place(nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 40)))
+    dec = fw.place(nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784)))
+    opt = fw.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
 
     def step(noise=None):
-        eps = sg_randn(batch, 20) if noise is None else _sg_given(noise, "eps")
+        eps = fw.normal(noise, "eps", batch, 20)
         opt.zero_grad()
         h = enc(x)
         mu, logvar = h[:, :20], h[:, 20:]
@@ -234,219 +276,85 @@ def sg_w1(d, batch):
     return step, [enc, dec]
 
 
-def sg_w2(d, batch):
-    real = sg.tensor(B.asarray(d["real"]))
-    ones = sg.tensor(B.xp.ones((batch, 1), dtype=B.xp.float32))
-    zeros = sg.tensor(B.xp.zeros((batch, 1), dtype=B.xp.float32))
-    g_fc = nn.Linear(64, 6272)
-    g_conv = nn.Sequential(nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),
-                           nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh())
-    D = nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-                      nn.Conv2d(64, 128, 4, 2, 1), nn.LeakyReLU(0.2),
-                      nn.Flatten(), nn.Linear(6272, 1))
+def w2(fw, d, batch):
+    nn = fw.nn
+    real = fw.tensor(d["real"])
+    ones = fw.tensor(np.ones((batch, 1), np.float32))
+    zeros = fw.tensor(np.zeros((batch, 1), np.float32))
+    g_fc = fw.place(nn.Linear(64, 6272))
+    g_conv = fw.place(nn.Sequential(nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),
+                                    nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh()))
+    D = fw.place(nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+                               nn.Conv2d(64, 128, 4, 2, 1), nn.LeakyReLU(0.2),
+                               nn.Flatten(), nn.Linear(6272, 1)))
     g_params = list(g_fc.parameters()) + list(g_conv.parameters())
-    opt_g = optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
-    opt_d = optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bce = F.binary_cross_entropy_with_logits
+    opt_g = fw.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
+    opt_d = fw.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = fw.F.binary_cross_entropy_with_logits
 
     def G(z):
         return g_conv(g_fc(z).relu().view(-1, 128, 7, 7))
 
     def step(noise=None):
-        z = sg_randn(batch, 64) if noise is None else _sg_given(noise, "z")
+        z = fw.normal(noise, "z", batch, 64)
         fake = G(z)
         opt_d.zero_grad()
         loss_d = bce(D(real), ones) + bce(D(fake.detach()), zeros)
         loss_d.backward()
         opt_d.step()
-        _sg_freeze(D, True)
+        _freeze(D, True)
         opt_g.zero_grad()
         loss_g = bce(D(fake), ones)
         loss_g.backward()
         opt_g.step()
-        _sg_freeze(D, False)
+        _freeze(D, False)
         return [loss_d, loss_g]
 
     return step, [g_fc, g_conv, D]
 
 
-def _mlp_sg(n_out):
+def _mlp(nn, n_out):
     return nn.Sequential(nn.Linear(2, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
                          nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, n_out))
 
 
-def sg_w3(d, batch):
-    real = sg.tensor(B.asarray(d["real"]))
-    G, C = _mlp_sg(2), _mlp_sg(1)
-    opt_g = optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    opt_c = optim.Adam(C.parameters(), lr=1e-4, betas=(0.5, 0.9))
+def w3(fw, d, batch):
+    real = fw.tensor(d["real"])
+    G, C = fw.place(_mlp(fw.nn, 2)), fw.place(_mlp(fw.nn, 1))
+    opt_g = fw.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    opt_c = fw.optim.Adam(C.parameters(), lr=1e-4, betas=(0.5, 0.9))
 
     def step(noise=None):
         losses = []
         for i in range(5):
-            with sg.no_grad():
-                z = sg_randn(batch, 2) if noise is None else _sg_given(noise, "zc", i)
-                fake = G(z)
-                t = sg_rand(batch, 1) if noise is None else _sg_given(noise, "t", i)
+            with fw.lib.no_grad():
+                fake = G(fw.normal(noise, "zc", batch, 2, i=i))
+                t = fw.uniform(noise, "t", batch, 1, i=i)
                 xh = t * real + (1 - t) * fake
             xh.requires_grad_(True)
-            (g,) = sg.grad(C(xh).sum(), xh, create_graph=True)
-            gp = ((g * g).sum(axis=1).sqrt() - 1) ** 2
-            loss_c = C(fake).mean() - C(real).mean() + 0.1 * gp.mean()
-            opt_c.zero_grad()
-            loss_c.backward()
-            opt_c.step()
-            losses.append(loss_c)
-        z = sg_randn(batch, 2) if noise is None else _sg_given(noise, "zg")
-        _sg_freeze(C, True)
-        loss_g = -C(G(z)).mean()
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        _sg_freeze(C, False)
-        return losses + [loss_g]
-
-    return step, [G, C]
-
-
-def sg_w4(d, batch):
-    layer = nn.Conv2d(64, 128, 3, 1, 1)
-    x = sg.tensor(B.asarray(d["x"]), requires_grad=True)
-    gy = sg.tensor(B.asarray(d["gy"]))
-
-    def step(noise=None):
-        x.grad = layer.weight.grad = layer.bias.grad = None
-        y = layer(x)
-        y.backward(gy)
-        return [x.grad, layer.weight.grad]
-
-    return step, [layer]
-
-
-def sg_w5(d, batch):
-    a, b = sg.tensor(B.asarray(d["a"])), sg.tensor(B.asarray(d["b"]))
-    return (lambda noise=None: [F.matmul(a, b)]), []
-
-
-SG = {"W1": sg_w1, "W2": sg_w2, "W3": sg_w3, "W4": sg_w4, "W5": sg_w5}
-
-
-# ---------------------------------------------------------------- PyTorch (same workloads)
-
-def _t_given(noise, name, dev, i=None):
-    a = noise[name] if i is None else noise[name][i]
-    return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-
-
-def _t_freeze(module, flag):
-    for p in module.parameters():
-        p.requires_grad_(not flag)
-
-
-def torch_w1(d, batch, dev):
-    x = torch.from_numpy(d["x"]).to(dev)
-    enc = tnn.Sequential(tnn.Linear(784, 400), tnn.ReLU(), tnn.Linear(400, 40)).to(dev)
-    dec = tnn.Sequential(tnn.Linear(20, 400), tnn.ReLU(), tnn.Linear(400, 784)).to(dev)
-    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
-
-    def step(noise=None):
-        eps = torch.randn(batch, 20, device=dev) if noise is None else _t_given(noise, "eps", dev)
-        opt.zero_grad()
-        h = enc(x)
-        mu, logvar = h[:, :20], h[:, 20:]
-        z = mu + (0.5 * logvar).exp() * eps
-        logits = dec(z)
-        bce = TF.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-        kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum()
-        loss = (bce + kl) / batch
-        loss.backward()
-        opt.step()
-        return [loss]
-
-    return step, [enc, dec]
-
-
-def torch_w2(d, batch, dev):
-    real = torch.from_numpy(d["real"]).to(dev)
-    ones = torch.ones(batch, 1, device=dev)
-    zeros = torch.zeros(batch, 1, device=dev)
-    g_fc = tnn.Linear(64, 6272).to(dev)
-    g_conv = tnn.Sequential(tnn.ConvTranspose2d(128, 64, 4, 2, 1), tnn.ReLU(),
-                            tnn.ConvTranspose2d(64, 1, 4, 2, 1), tnn.Tanh()).to(dev)
-    D = tnn.Sequential(tnn.Conv2d(1, 64, 4, 2, 1), tnn.LeakyReLU(0.2),
-                       tnn.Conv2d(64, 128, 4, 2, 1), tnn.LeakyReLU(0.2),
-                       tnn.Flatten(), tnn.Linear(6272, 1)).to(dev)
-    g_params = list(g_fc.parameters()) + list(g_conv.parameters())
-    opt_g = torch.optim.Adam(g_params, lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bce = TF.binary_cross_entropy_with_logits
-
-    def G(z):
-        return g_conv(g_fc(z).relu().view(-1, 128, 7, 7))
-
-    def step(noise=None):
-        z = torch.randn(batch, 64, device=dev) if noise is None else _t_given(noise, "z", dev)
-        fake = G(z)
-        opt_d.zero_grad()
-        loss_d = bce(D(real), ones) + bce(D(fake.detach()), zeros)
-        loss_d.backward()
-        opt_d.step()
-        _t_freeze(D, True)
-        opt_g.zero_grad()
-        loss_g = bce(D(fake), ones)
-        loss_g.backward()
-        opt_g.step()
-        _t_freeze(D, False)
-        return [loss_d, loss_g]
-
-    return step, [g_fc, g_conv, D]
-
-
-def _mlp_torch(n_out):
-    return tnn.Sequential(tnn.Linear(2, 512), tnn.ReLU(), tnn.Linear(512, 512), tnn.ReLU(),
-                          tnn.Linear(512, 512), tnn.ReLU(), tnn.Linear(512, n_out))
-
-
-def torch_w3(d, batch, dev):
-    real = torch.from_numpy(d["real"]).to(dev)
-    G, C = _mlp_torch(2).to(dev), _mlp_torch(1).to(dev)
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    opt_c = torch.optim.Adam(C.parameters(), lr=1e-4, betas=(0.5, 0.9))
-
-    def step(noise=None):
-        losses = []
-        for i in range(5):
-            with torch.no_grad():
-                z = (torch.randn(batch, 2, device=dev) if noise is None
-                     else _t_given(noise, "zc", dev, i))
-                fake = G(z)
-                t = (torch.rand(batch, 1, device=dev) if noise is None
-                     else _t_given(noise, "t", dev, i))
-                xh = t * real + (1 - t) * fake
-            xh.requires_grad_(True)
-            (g,) = torch.autograd.grad(C(xh).sum(), xh, create_graph=True)
+            (g,) = fw.lib.autograd.grad(C(xh).sum(), xh, create_graph=True)
             gp = ((g * g).sum(dim=1).sqrt() - 1) ** 2
             loss_c = C(fake).mean() - C(real).mean() + 0.1 * gp.mean()
             opt_c.zero_grad()
             loss_c.backward()
             opt_c.step()
             losses.append(loss_c)
-        z = torch.randn(batch, 2, device=dev) if noise is None else _t_given(noise, "zg", dev)
-        _t_freeze(C, True)
+        z = fw.normal(noise, "zg", batch, 2)
+        _freeze(C, True)
         loss_g = -C(G(z)).mean()
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
-        _t_freeze(C, False)
+        _freeze(C, False)
         return losses + [loss_g]
 
     return step, [G, C]
 
 
-def torch_w4(d, batch, dev):
-    layer = tnn.Conv2d(64, 128, 3, 1, 1).to(dev)
-    x = torch.from_numpy(d["x"]).to(dev).requires_grad_(True)
-    gy = torch.from_numpy(d["gy"]).to(dev)
+def w4(fw, d, batch):
+    layer = fw.place(fw.nn.Conv2d(64, 128, 3, 1, 1))
+    x = fw.tensor(d["x"], requires_grad=True)
+    gy = fw.tensor(d["gy"])
 
     def step(noise=None):
         x.grad = layer.weight.grad = layer.bias.grad = None
@@ -457,13 +365,23 @@ def torch_w4(d, batch, dev):
     return step, [layer]
 
 
-def torch_w5(d, batch, dev):
-    a, b = torch.from_numpy(d["a"]).to(dev), torch.from_numpy(d["b"]).to(dev)
-    return (lambda noise=None: [torch.matmul(a, b)]), []
+def w5(fw, d, batch):
+    a, b = fw.tensor(d["a"]), fw.tensor(d["b"])
+    return (lambda noise=None: [fw.lib.matmul(a, b)]), []
 
 
-TORCH = {"W1": torch_w1, "W2": torch_w2, "W3": torch_w3, "W4": torch_w4, "W5": torch_w5}
+BUILD = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5}
 
+
+def both(key, data, batch, dev):
+    """The workload in scratchgen and, when importable, PyTorch from scratchgen's weights:
+    ((scratchgen step, its modules), torch step or None)."""
+    s_step, s_mods = BUILD[key](SCRATCHGEN, data, batch)
+    if torch is None:
+        return (s_step, s_mods), None
+    t_step, t_mods = BUILD[key](torch_framework(dev), data, batch)
+    copy_weights(s_mods, t_mods)
+    return (s_step, s_mods), t_step
 
 def copy_weights(sg_modules, torch_modules):
     """Give PyTorch scratchgen's initial weights (same layouts: Linear (out, in), conv
@@ -582,9 +500,7 @@ def _to_float(t):
 
 def check_losses(key, batch, data, dev, n_steps=3):
     """Losses of n_steps of each framework from the same weights and noise."""
-    s_step, s_mods = SG[key](data, batch)
-    t_step, t_mods = TORCH[key](data, batch, dev)
-    copy_weights(s_mods, t_mods)
+    (s_step, _), t_step = both(key, data, batch, dev)
     rng = np.random.default_rng(123)
     rows = []
     for i in range(n_steps):
@@ -619,8 +535,6 @@ def run(keys, steps, warmup, block, batch_override, check_flops, do_check_losses
         if B.on_gpu and not torch.cuda.is_available():
             raise SystemExit("SCRATCHGEN_BACKEND=cuda but this PyTorch has no CUDA; "
                              "install a CUDA build of PyTorch or run without torch")
-    sync_sg = B.synchronize
-    sync_t = (torch.cuda.synchronize if B.on_gpu else (lambda: None)) if torch else None
     results = {}
     for key in keys:
         name, flops_fn, batch, overridable = WORKLOADS[key]
@@ -634,12 +548,10 @@ def run(keys, steps, warmup, block, batch_override, check_flops, do_check_losses
             for i, (a, b) in enumerate(res["check_losses"]):
                 print(f"  {key} step {i}: scratchgen {['%.6g' % v for v in a]}  "
                       f"torch {['%.6g' % v for v in b]}", flush=True)
-        s_step, s_mods = SG[key](data, batch)
-        fns, syncs = {"scratchgen": s_step}, {"scratchgen": sync_sg}
-        if torch is not None:
-            t_step, t_mods = TORCH[key](data, batch, dev)
-            copy_weights(s_mods, t_mods)
-            fns["torch"], syncs["torch"] = t_step, sync_t
+        (s_step, _), t_step = both(key, data, batch, dev)
+        fns, syncs = {"scratchgen": s_step}, {"scratchgen": SCRATCHGEN.sync}
+        if t_step is not None:
+            fns["torch"], syncs["torch"] = t_step, torch_framework(dev).sync
             if check_flops:
                 tf, per_op = torch_flops(t_step)
                 res["torch_flops_counted"], res["torch_flops_per_op"] = tf, per_op
@@ -725,7 +637,7 @@ def profile(keys, steps, warmup, batch_override, top=30):
         name, flops_fn, batch, overridable = WORKLOADS[key]
         if batch_override and overridable:
             batch = batch_override
-        step, _ = SG[key](make_data(key, batch), batch)
+        step, _ = BUILD[key](SCRATCHGEN, make_data(key, batch), batch)
         for _ in range(warmup):
             step()
         B.synchronize()
@@ -818,7 +730,7 @@ def breakdown(keys, steps, warmup, batch_override, top=14):
         if batch_override and overridable:
             batch = batch_override
         data = make_data(key, batch)
-        step, mods = SG[key](data, batch)
+        step, _ = BUILD[key](SCRATCHGEN, data, batch)
         for _ in range(warmup):
             step()
         B.synchronize()
@@ -846,8 +758,7 @@ def breakdown(keys, steps, warmup, batch_override, top=14):
         if torch is None:
             continue
         dev = torch.device("cuda" if B.on_gpu else "cpu")
-        t_step, t_mods = TORCH[key](data, batch, dev)
-        copy_weights(mods, t_mods)
+        _, t_step = both(key, data, batch, dev)
         for _ in range(warmup):
             t_step()
         from torch.profiler import profile as tprofile, ProfilerActivity
