@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 from scratchgen import backend
 from scratchgen.autograd import (Tensor, tensor, grad, no_grad, enable_grad, is_grad_enabled,
                                  Primitive, primitive)
-from scratchgen.autograd import methods as _methods  # noqa: F401  (binds operators)
 from scratchgen import functional
+from scratchgen import tensor_methods as _methods  # noqa: F401  (binds operators, methods)
 from scratchgen.autograd.gradcheck import (gradcheck, gradgradcheck, GradcheckError,
                                           numeric_grad)
 from scratchgen import nn, optim
@@ -24,9 +24,16 @@ from scratchgen.functional import (add, sub, mul, div, neg, pow, exp, log, sqrt,
                                    sum, mean, var, max, min, amax, amin, argmax, argmin,
                                    logsumexp, softmax, log_softmax, reshape, permute, transpose,
                                    cat, concatenate, stack, matmul)
-from scratchgen.creation import (zeros, ones, full, zeros_like, ones_like, arange, randn, rand,
-                                 randint)
-from numpy import float32, float64, int64  # dtype names, as torch.float32 ...
+from scratchgen.creation import (zeros, ones, full, empty, zeros_like, ones_like, full_like,
+                                 empty_like, randn_like, rand_like, arange, randn, rand,
+                                 randint, FloatTensor, LongTensor, Generator)
+from scratchgen.tensor_methods import norm
+from scratchgen.devices import device, cuda, accelerator
+from scratchgen import autograd, utils
+from numpy import float32, float64, int64, int32, bool_ as bool  # dtype names, as torch.float32
+float = float32
+double = float64
+long = int64
 
 
 def flatten(x, start_dim=0, end_dim=-1):

@@ -288,8 +288,11 @@ def backward(t, grad=None, retain_graph=None, create_graph=False):
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None,
-         allow_unused=False):
+         allow_unused=False, only_inputs=True):
     """Gradients of ``outputs`` w.r.t. ``inputs`` as a tuple, like ``torch.autograd.grad``.
+
+    ``only_inputs`` is accepted for old PyTorch code and ignored (as in PyTorch, where it is
+    deprecated): no other leaf's ``.grad`` is ever touched.
 
     ``grad_outputs`` weights each output (the v in v^T J); None means ones for scalars.
     With ``create_graph=True`` the returned gradients are themselves differentiable.

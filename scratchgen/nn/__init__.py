@@ -14,6 +14,7 @@ Sequential(
 )
 """
 from scratchgen.nn import init
+from scratchgen.nn import functional  # the same module as scratchgen.functional
 from scratchgen.nn.module import Module, Parameter, Sequential, ModuleList, IncompatibleKeys
 from scratchgen.nn.layers import (Linear, Conv2d, ConvTranspose2d, BatchNorm1d, BatchNorm2d,
                                   Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, Identity, Flatten,

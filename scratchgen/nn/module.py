@@ -291,8 +291,14 @@ class Module:
             p.requires_grad_(requires_grad)
         return self
 
-    def to(self, dtype):
-        """Cast floating-point parameters, their gradients and buffers to ``dtype`` in place."""
+    def to(self, *args, **kwargs):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``: the device is checked against
+        the backend (nothing moves, see :mod:`scratchgen.devices`); a floating-point dtype casts
+        parameters, their gradients and buffers in place."""
+        from scratchgen import devices as D
+        _, dtype = D.parse_to(args, kwargs, "module")
+        if dtype is None:
+            return self
         dtype = backend.xp.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"Module.to: {dtype} is not a floating-point dtype")
@@ -302,6 +308,12 @@ class Module:
                 if t.grad is not None:
                     t.grad = Tensor._wrap(t.grad.data.astype(dtype, copy=False))
         return self
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else device)
+
+    def cpu(self):
+        return self.to("cpu")
 
     def float(self):
         return self.to("float32")
