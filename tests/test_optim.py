@@ -418,3 +418,51 @@ def test_scheduler_arguments_and_factories():
     with pytest.raises(ValueError, match="unknown lr schedule 'poly'.*cosine"):
         optim.build_scheduler("poly", o, 10)
     assert optim.build_scheduler("step", o, 10, gamma=0.5).gamma == 0.5
+
+
+# ---- Adadelta and Adagrad against torch.optim itself -----------------------------------
+@pytest.mark.parametrize("name,kw", [
+    ("Adadelta", {}), ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.1)),
+    ("Adagrad", {}), ("Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.1,
+                                      initial_accumulator_value=0.3, eps=1e-8)),
+])
+def test_adadelta_adagrad_step_for_step_with_torch(name, kw, tmp_path):
+    torch = pytest.importorskip("torch")
+    p0, grads = problem(3, steps=6)
+    ours = [nn.Parameter(sg.tensor(p.copy())) for p in p0]
+    theirs = [torch.nn.Parameter(torch.tensor(p.copy())) for p in p0]
+    opt, topt = getattr(optim, name)(ours, **kw), getattr(torch.optim, name)(theirs, **kw)
+    for k, gs in enumerate(grads):
+        for p, q, g in zip(ours, theirs, gs):
+            p.grad, q.grad = sg.tensor(g), torch.tensor(g)
+        opt.step(), topt.step()
+        for p, q in zip(ours, theirs):
+            np.testing.assert_allclose(p.numpy(), q.detach().numpy(), rtol=1e-12, atol=1e-14)
+        if k == 2:  # a checkpoint mid-run continues exactly
+            sg.save(opt.state_dict(), tmp_path / "o.npz")
+            opt = getattr(optim, name)(ours, **kw)
+            opt.load_state_dict(sg.load(tmp_path / "o.npz"))
+    assert set(opt.state_dict()["state"][0]) == set(topt.state_dict()["state"][0])
+
+
+def test_adadelta_adagrad_defaults_are_pytorchs():
+    torch = pytest.importorskip("torch")
+    for name in ("Adadelta", "Adagrad"):
+        ours = getattr(optim, name)([nn.Parameter(sg.zeros(1))]).defaults
+        theirs = getattr(torch.optim, name)([torch.nn.Parameter(torch.zeros(1))]).defaults
+        assert all(theirs[k] == v for k, v in ours.items()), (name, ours)
+    with pytest.raises(ValueError, match="rho"):
+        optim.Adadelta([nn.Parameter(sg.zeros(1))], rho=1.5)
+
+
+def test_zero_grad_sets_none_by_default_like_pytorch_2():
+    lin = nn.Linear(2, 1)
+    opt = optim.Adagrad(lin.parameters())
+    lin(sg.ones(1, 2)).sum().backward()
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.numpy().any() for p in lin.parameters())
+    opt.zero_grad()
+    assert all(p.grad is None for p in lin.parameters())
+    lin(sg.ones(1, 2)).sum().backward()
+    lin.zero_grad()
+    assert all(p.grad is None for p in lin.parameters())

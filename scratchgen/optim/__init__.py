@@ -331,7 +331,82 @@ class RMSprop(Optimizer):
         p -= tmp
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012, PyTorch's form and defaults):
+
+    g = g + wd p;  s = rho s + (1 - rho) g^2;  d = sqrt(a + eps) / sqrt(s + eps) g;
+    a = rho a + (1 - rho) d^2;  p -= lr d.
+    """
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        if not 0 <= group["rho"] <= 1:
+            raise ValueError(f"invalid rho {group['rho']}: it must be in [0, 1]")
+        if group["eps"] < 0:
+            raise ValueError(f"invalid eps {group['eps']}")
+
+    def _update(self, p, g, state, group):
+        xp = backend.xp
+        rho, eps = group["rho"], group["eps"]
+        g = self._decayed(p, g, group["weight_decay"])
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p)
+            state["acc_delta"] = xp.zeros_like(p)
+        state["step"] += 1
+        s, a = state["square_avg"], state["acc_delta"]
+        tmp = _average_square(s, g, rho)
+        xp.sqrt(s + eps, out=tmp)
+        d = xp.sqrt(a + eps)
+        d /= tmp
+        d *= g
+        _average_square(a, d, rho)
+        d *= group["lr"]
+        p -= d
+
+
+class Adagrad(Optimizer):
+    """Adagrad (PyTorch's form and defaults):
+
+    g = g + wd p;  s = s + g^2 (s starts at initial_accumulator_value);
+    p -= lr / (1 + (t - 1) lr_decay) g / (sqrt(s) + eps).
+    """
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps))
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        if group["lr_decay"] < 0 or group["initial_accumulator_value"] < 0 or group["eps"] < 0:
+            raise ValueError("invalid lr_decay, initial_accumulator_value or eps: "
+                             f"{group['lr_decay']}, {group['initial_accumulator_value']}, "
+                             f"{group['eps']}")
+
+    def _update(self, p, g, state, group):
+        xp = backend.xp
+        g = self._decayed(p, g, group["weight_decay"])
+        if not state:
+            state["step"] = 0
+            state["sum"] = xp.full_like(p, group["initial_accumulator_value"])
+        state["step"] += 1
+        s = state["sum"]
+        s += g * g
+        std = xp.sqrt(s)
+        std += group["eps"]
+        clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        xp.divide(g, std, out=std)
+        std *= clr
+        p -= std
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop,
+              "adadelta": Adadelta, "adagrad": Adagrad}
 
 
 def build_optimizer(name, params, **hp):
