@@ -36,11 +36,13 @@ an object that cannot be saved raises ``TypeError`` naming where it sits, e.g.
 import json
 import os
 import tempfile
+import zipfile
 
 import numpy
 
 from scratchgen import backend
 from scratchgen.autograd.tensor import Tensor
+from scratchgen import torchfile
 
 MAGIC = "scratchgen-checkpoint"
 VERSION = 1
@@ -124,8 +126,25 @@ class _Encoder:
         raise TypeError(f"cannot save an object of type {type(x).__name__} at {where}{hint}")
 
 
-def save(obj, path):
-    """Write ``obj`` (see the module doc for what it may hold) to ``path``, atomically."""
+def save(obj, path, format="scratchgen"):
+    """Write ``obj`` (see the module doc for what it may hold) to ``path``, atomically.
+
+    ``format="torch"`` writes PyTorch's zip format instead (see :mod:`scratchgen.torchfile`),
+    which ``torch.load(path, weights_only=True)`` reads: dicts, lists, tuples, numbers,
+    strings and tensors only.
+    """
+    if format not in ("scratchgen", "torch"):
+        raise ValueError(f"format must be 'scratchgen' or 'torch', got {format!r}")
+    if format == "torch":
+        from scratchgen import torchfile
+        path = os.fspath(path)
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise FileNotFoundError(f"cannot save checkpoint {path!r}: its directory does "
+                                    "not exist")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name = "".join(c if c.isalnum() or c in "_-" else "_" for c in stem) or "archive"
+        atomic_write(path, lambda f: torchfile.write(obj, f, name))
+        return
     enc = _Encoder()
     structure = enc.encode(obj, "obj")
     entries = dict(enc.arrays)
@@ -221,8 +240,15 @@ class _Decoder:
         raise CheckpointError(self.path, f"malformed structure (unknown tag {t!r})")
 
 
-def load(path):
-    """Read a checkpoint written by :func:`save` (see the module doc for what comes back)."""
+def load(path, map_location=None, weights_only=True):
+    """Read a checkpoint written by :func:`save` (see the module doc for what comes back), or
+    a ``torch.save`` file (its tensors become Tensors; nothing in it runs, see
+    :mod:`scratchgen.torchfile`). ``map_location`` is checked like a ``device=``;
+    ``weights_only`` is always true here."""
+    if map_location is not None and not callable(map_location) and not isinstance(
+            map_location, dict):
+        from scratchgen import devices
+        devices.check(map_location, "checkpoint")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
@@ -233,6 +259,12 @@ def load(path):
                 "a single .npy array, not a checkpoint" if head == b"\x93NUMPY" else
                 f"not a zip (.npz) archive: it starts with {head!r}")
         raise CheckpointError(path, what)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if torchfile.is_torch_zip(zf.namelist()):
+                return torchfile.load(path, zf)
+    except zipfile.BadZipFile as e:
+        raise CheckpointError(path, f"truncated or corrupted archive ({e})") from e
     try:
         npz = numpy.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 (zipfile and format errors alike)

@@ -221,3 +221,94 @@ def test_unsupported_objects_name_their_place(tmp_path):
     with pytest.raises(TypeError, match=r"object array at obj\[0\]"):
         sg.save([np.array([None, 1])], path)
     assert not path.exists() and os.listdir(tmp_path) == []
+
+
+# ---- PyTorch's format: read without torch's unpickler, written for torch.load ------------
+def _nets(torch_nn, nn_):
+    return nn_.Sequential(nn_.Conv2d(1, 2, 3), nn_.BatchNorm2d(2), nn_.ReLU(), nn_.Flatten(),
+                          nn_.Linear(2 * 4 * 4, 3))
+
+
+def test_torch_saved_state_dict_loads_into_the_same_module(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    theirs = _nets(torch, torch.nn)
+    theirs(torch.randn(8, 1, 6, 6))               # running statistics move off their init
+    torch.save(theirs.state_dict(), tmp_path / "w.pt")
+    sd = sg.load(tmp_path / "w.pt")
+    assert sd["1.num_batches_tracked"].shape == () and sd["1.num_batches_tracked"].item() == 1
+    ours = _nets(sg, sg.nn)
+    ours.load_state_dict(sd)
+    ours.eval(), theirs.eval()
+    x = np.random.default_rng(0).standard_normal((2, 1, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(ours(sg.tensor(x)).numpy(),
+                               theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_torch_views_parameters_and_nested_values_load(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"t": torch.arange(6.0).reshape(2, 3).t(), "p": torch.nn.Parameter(torch.ones(2)),
+                "v": torch.arange(10.0, dtype=torch.float64)[3:7:2], "n": [1, 2.5, None, "s"]},
+               tmp_path / "m.pt")
+    m = sg.load(tmp_path / "m.pt")
+    assert m["t"].tolist() == [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]
+    assert isinstance(m["p"], sg.nn.Parameter) and m["p"].requires_grad
+    assert m["v"].tolist() == [3.0, 5.0] and m["v"].dtype == np.float64
+    assert m["n"] == [1, 2.5, None, "s"]
+
+
+def test_scratchgen_torch_format_is_read_by_torch_load_weights_only(tmp_path):
+    torch = pytest.importorskip("torch")
+    sg.manual_seed(0)
+    ours = _nets(sg, sg.nn)
+    ours(sg.randn(8, 1, 6, 6))
+    sg.save(ours.state_dict(), tmp_path / "w.pt", format="torch")
+    sd = torch.load(tmp_path / "w.pt", weights_only=True)
+    theirs = _nets(torch, torch.nn)
+    theirs.load_state_dict(sd)
+    ours.eval(), theirs.eval()
+    x = np.random.default_rng(1).standard_normal((2, 1, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(theirs(torch.tensor(x)).detach().numpy(),
+                               ours(sg.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+    extra = {"step": 2 ** 40, "neg": -3, "xs": [1.5, None, True, ("a", 2)],
+             "i": sg.tensor([1, 2], dtype="int64"), "e": np.zeros((0, 3))}
+    sg.save(extra, tmp_path / "x.pt", format="torch")
+    back = torch.load(tmp_path / "x.pt", weights_only=True)
+    assert back["step"] == 2 ** 40 and back["neg"] == -3 and back["xs"] == [1.5, None, True,
+                                                                           ("a", 2)]
+    assert back["i"].tolist() == [1, 2] and back["e"].shape == (0, 3)
+    assert sg.load(tmp_path / "x.pt")["step"] == 2 ** 40      # and scratchgen reads its own
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_torch_checkpoint_carrying_code_is_refused_before_anything_runs(tmp_path,
+                                                                          monkeypatch):
+    import pickle
+    import zipfile
+    monkeypatch.chdir(tmp_path)
+    with zipfile.ZipFile(tmp_path / "evil.pt", "w") as z:
+        z.writestr("evil/data.pkl", pickle.dumps({"w": _Evil()}, protocol=2))
+        z.writestr("evil/version", "3\n")
+    with pytest.raises(sg.CheckpointError, match=r"names (posix|os|nt)\.system.*refused"):
+        sg.load(tmp_path / "evil.pt")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_corrupted_torch_zip_is_a_clear_error(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.ones(100)}, tmp_path / "w.pt")
+    raw = (tmp_path / "w.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(sg.CheckpointError, match="cut.pt.*(corrupted|truncated)"):
+        sg.load(tmp_path / "cut.pt")
+    i = raw.index(b"\x00\x00\x80\x3f")                         # inside the storage of ones
+    (tmp_path / "crc.pt").write_bytes(raw[:i] + b"\x01" + raw[i + 1:])
+    with pytest.raises(sg.CheckpointError, match="crc.pt.*corrupted"):
+        sg.load(tmp_path / "crc.pt")
+    with pytest.raises(ValueError, match="format"):
+        sg.save({}, tmp_path / "z", format="onnx")
