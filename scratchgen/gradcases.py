@@ -666,6 +666,13 @@ def _(d):
     return (lambda x: drop(x, p, generator=np.random.default_rng(seed)) * x), [d.normal(shape)]
 
 
+@case("norm")  # a composite (tensor_methods.norm): |x|'s kink at 0 kept away
+def _(d):
+    shape = d.shape(1, 3)
+    p, dim, keep = d.choice([2, 1, 3, "fro"]), d.axis(len(shape)), d.bool()
+    return (lambda x: sg.norm(x, p, dim, keep)), [d.away(shape)]
+
+
 CASES = {c.name: c for c in _CASES}
 
 
