@@ -129,7 +129,7 @@ def parse_to(args, kwargs, what):
         if isinstance(a, device) or (isinstance(a, int) and not isinstance(a, bool)) or (
                 isinstance(a, str) and a.partition(":")[0] in ("cpu", "cuda")):
             dev = a
-        elif hasattr(a, "data") and hasattr(a, "dtype") and hasattr(a, "shape"):  # a Tensor
+        elif not isinstance(a, type) and hasattr(a, "requires_grad"):  # a Tensor
             dtype = a.dtype
         elif a is not None:
             dtype = a
