@@ -2,10 +2,16 @@
 
     python tools/gpu_check.py versions          # versions + the first-compile time
     python tools/gpu_check.py same-state A B    # latest checkpoints of runs A and B identical?
+    python tools/gpu_check.py bench ARGS...     # benchmarks/workloads.py, PyTorch without TF32
+    python tools/gpu_check.py disguise DIR      # the stand-in as an installed CuPy (rehearsal)
 """
 import glob
+import json
+import os
+import runpy
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -13,8 +19,11 @@ import numpy as np
 def versions():
     import cupy
     if getattr(cupy, "__standin__", False):
-        raise SystemExit("gpu_check: `import cupy` found the test stand-in (tests/standin), "
+        raise SystemExit("gpu_check: `import cupy` found the test stand-in (tools/standin), "
                          "not CuPy; remove it from PYTHONPATH")
+    if os.environ.get("GPU_CHECK_REHEARSAL") == "1":
+        print(f"REHEARSAL: cupy is the strict stand-in disguised as CuPy ({cupy.__file__}); "
+              "nothing below was measured on a GPU")
     rt = cupy.cuda.runtime
     dev = cupy.cuda.Device(0)
     print("cupy", cupy.__version__, "| CUDA runtime", rt.runtimeGetVersion(), "| driver",
@@ -76,10 +85,70 @@ def same_state(run_a, run_b):
     return 1 if bad else 0
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tf32_off():
+    """Turn PyTorch's TF32 off for float32 matmuls and cuDNN convolutions (cuDNN's is on by
+    default), so the baseline computes in float32 as scratchgen does; returns the state."""
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return {"cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+
+
+def bench(argv):
+    """benchmarks/workloads.py ARGV with PyTorch's TF32 off (said, and recorded in --json).
+    A PyTorch without CUDA is hidden (workloads.py then times scratchgen alone)."""
+    try:
+        import torch
+    except ImportError:
+        torch, tf32 = None, None
+    if torch is not None:
+        tf32 = tf32_off()
+        print("PyTorch baseline without TF32:", ", ".join(f"{k}={v}" for k, v in tf32.items()))
+        if not torch.cuda.is_available():
+            print("PyTorch has no CUDA here: no PyTorch baseline, scratchgen timed alone")
+            for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+                sys.modules[name] = None
+    script = ROOT / "benchmarks" / "workloads.py"
+    sys.argv = [str(script), *argv]
+    sys.path.insert(0, str(script.parent))
+    runpy.run_path(str(script), run_name="__main__")
+    out = argv[argv.index("--json") + 1] if "--json" in argv else None
+    if out and os.path.exists(out):
+        with open(out) as f:
+            data = json.load(f)
+        data.setdefault("info", {})["torch_tf32"] = tf32
+        with open(out, "w") as f:
+            json.dump(data, f, indent=1)
+
+
+def disguise(site):
+    """Install the strict stand-in into SITE/cupy as if it were CuPy (``__standin__`` False,
+    CuPy's version string): the rehearsal's "real-looking" CuPy, outside the tree."""
+    src = (ROOT / "tools" / "standin" / "cupy" / "__init__.py").read_text()
+    marker, version = "__standin__ = True\n", '__version__ = "14.2.0+standin"\n'
+    if marker not in src or version not in src:
+        raise SystemExit("gpu_check: tools/standin/cupy no longer has the lines to disguise")
+    dest = Path(site) / "cupy"
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "__init__.py").write_text(src.replace(marker, "__standin__ = False\n")
+                                      .replace(version, '__version__ = "14.2.0"\n'))
+    print(dest)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["versions"]:
+    cmd, args = sys.argv[1:2], sys.argv[2:]
+    if cmd == ["versions"] and not args:
         versions()
-    elif sys.argv[1:2] == ["same-state"] and len(sys.argv) == 4:
-        sys.exit(same_state(sys.argv[2], sys.argv[3]))
+    elif cmd == ["same-state"] and len(args) == 2:
+        sys.exit(same_state(*args))
+    elif cmd == ["bench"]:
+        bench(args)
+    elif cmd == ["disguise"] and len(args) == 1:
+        disguise(args[0])
     else:
         raise SystemExit(__doc__)
