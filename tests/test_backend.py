@@ -1,5 +1,6 @@
 """The backend switch: one variable, read once; clear errors for bad values and mixed arrays."""
 import os
+import re
 import subprocess
 import sys
 
@@ -61,6 +62,19 @@ def test_mixing_arrays_of_another_backend_is_a_clear_error():
     x = sg.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(TypeError, match=f"{other} array.*SCRATCHGEN_BACKEND={sg.backend.name}"):
         sg.functional.mul(x, _ForeignArray())
+
+
+def test_host_data_of_a_dtype_no_array_holds_is_refused_before_any_copy():
+    """Checked on the host: CuPy would raise its own ``ValueError: Unsupported dtype``."""
+    from fractions import Fraction
+    for data, dtype in (([Fraction(1, 2)], "object"), (["a", "b"], "<U1"),
+                        ([np.datetime64("2026-01-01")], "datetime64[D]")):
+        with pytest.raises(TypeError, match=re.escape(
+                f"cannot make a {sg.backend.name} array of dtype {dtype}: arrays hold bool")):
+            sg.backend.asarray(data)
+    with pytest.raises(TypeError, match=r"the data is an object array \(object\)"):
+        sg.tensor([Fraction(1, 2)])  # the engine's own one-line error on every backend
+    assert sg.backend.asarray([1, 2], dtype=np.float32).dtype == np.float32
 
 
 def test_host_numpy_input_is_moved_to_the_backend():
