@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = Path(os.environ.get("SCRATCHGEN_MNIST_DIR") or ROOT.parent / "shared" / "data" / "mnist")
@@ -41,3 +42,53 @@ def test_readme_taste_runs_and_its_penalty_has_finite_gradients():
     gp.backward()
     assert abs(gp.item() - 10.0) < 1e-4 and all(np.all(np.isfinite(p.grad.numpy()))
                                      for p in ns["D"].parameters() if p.grad is not None)
+
+
+# ---- pytorch/examples-style programs: one file, the library chosen by the import block ----
+STYLE = ROOT / "examples" / "pytorch_style"
+SCRIPTS = ["mnist", "vae", "dcgan", "wgan_gp"]
+FLOAT = r"(-?[0-9.]+(?:e[-+][0-9]+)?)"
+
+
+def _run(name, *args, torch=False):
+    env = dict(os.environ, SCRATCHGEN_MNIST_DIR=str(MNIST))
+    env.pop("PYTORCH_STYLE", None)
+    if torch:
+        env["PYTORCH_STYLE"] = "torch"
+    r = subprocess.run([sys.executable, str(STYLE / f"{name}.py"), "--quick", *args], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    init = [float(v) for v in re.findall(FLOAT, re.search(r"^init .*$", r.stdout, re.M)[0])]
+    final = [float(v) for v in re.findall(FLOAT, re.search(r"^final .*$", r.stdout, re.M)[0])]
+    assert init and final and np.all(np.isfinite(init + final)), r.stdout[-2000:]
+    return init, final
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_is_pytorch_code_but_for_its_import_block(name):
+    src = (STYLE / f"{name}.py").read_text()
+    head, block, rest = re.split(r"^(if os\.environ\.get\(\"PYTORCH_STYLE\"\) == \"torch\":\n"
+                                 r"(?:    .*\n|else:\n)+)", src, maxsplit=1, flags=re.M)
+    assert "scratchgen" not in head.split('"""', 2)[2] + rest
+    theirs, ours = block.split("else:\n")
+    swap = {"scratchgen as torch": "torch", "scratchgen": "torch"}
+    for a, b in swap.items():
+        ours = ours.replace(a, b)
+    assert theirs.splitlines()[1:] == ours.splitlines(), (theirs, ours)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_runs_under_scratchgen(name):
+    _run(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_under_torch_and_scratchgen_agrees_from_the_same_weights(name, tmp_path):
+    """PyTorch runs the file and torch.saves its initial weights; scratchgen runs the same
+    file from them (sg.load reads the torch file): the deterministic first evaluation agrees,
+    and both train to finite losses (random draws differ, so later losses are not compared)."""
+    pytest.importorskip("torch")
+    theirs, _ = _run(name, "--save-init", str(tmp_path / "init.pt"), torch=True)
+    ours, _ = _run(name, "--load-init", str(tmp_path / "init.pt"))
+    np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=1e-9)
