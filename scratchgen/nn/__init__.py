@@ -14,7 +14,9 @@ Sequential(
 )
 """
 from scratchgen.nn import init
-from scratchgen.nn import functional  # the same module as scratchgen.functional
+import sys as _sys
+from scratchgen import functional  # nn.functional is scratchgen.functional: one module, two
+_sys.modules[__name__ + ".functional"] = functional  # names (import scratchgen.nn.functional)
 from scratchgen.nn.module import Module, Parameter, Sequential, ModuleList, IncompatibleKeys
 from scratchgen.nn.layers import (Linear, Conv2d, ConvTranspose2d, BatchNorm1d, BatchNorm2d,
                                   Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, Identity, Flatten,
