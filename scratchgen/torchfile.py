@@ -81,8 +81,13 @@ class _Unpickler(pickle.Unpickler):
             return _StorageType(name)
         if module == "torch" and name in _DTYPES:
             return numpy.dtype(_DTYPES[name])
-        raise CheckpointError(self.path, f"the pickle names {module}.{name}, which a weights "
-                                         "file never needs; refused (loading runs no code)")
+        if module == "torch" and name.endswith("Storage"):
+            raise CheckpointError(self.path, f"torch.{name} tensors are not supported (NumPy "
+                                             "has no such dtype); convert them before saving")
+        raise CheckpointError(self.path, f"the pickle names {module}.{name}, which is not "
+                                         "data: refused without running it (only tensors, "
+                                         "dicts, lists, numbers and strings load; save a "
+                                         "state_dict())")
 
     def persistent_load(self, pid):
         from scratchgen.io import CheckpointError

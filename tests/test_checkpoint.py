@@ -312,3 +312,14 @@ def test_corrupted_torch_zip_is_a_clear_error(tmp_path):
         sg.load(tmp_path / "crc.pt")
     with pytest.raises(ValueError, match="format"):
         sg.save({}, tmp_path / "z", format="onnx")
+
+
+def test_a_pickled_torch_module_or_bfloat16_is_refused_by_name(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "full.pt")
+    with pytest.raises(sg.CheckpointError, match=r"names torch\.nn\.modules\.linear\.Linear.*"
+                                                 r"state_dict"):
+        sg.load(tmp_path / "full.pt")
+    torch.save({"w": torch.ones(2, dtype=torch.bfloat16)}, tmp_path / "bf.pt")
+    with pytest.raises(sg.CheckpointError, match="BFloat16Storage.*not supported"):
+        sg.load(tmp_path / "bf.pt")
