@@ -7,7 +7,6 @@ as written for PyTorch; only the import block chooses the library.
 import argparse
 import os
 
-import numpy as np
 from mnist_data import load
 
 if os.environ.get("PYTORCH_STYLE") == "torch":
