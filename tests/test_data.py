@@ -272,14 +272,17 @@ def test_tampered_repacked_gz_refused_naming_both_checks(tmp_path, no_network):
         "t10k-images-idx3-ubyte"] in msg
 
 
-def test_flipped_byte_in_official_gz_refused(tmp_path, no_network):
-    for name in mnist_mod.MNIST_FILES["test"]:
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_one_flipped_byte_in_a_shared_gz_is_refused(tmp_path, no_network, split):
+    """test: the official .gz; train: the recompressed one, accepted by its content MD5 only."""
+    images = mnist_mod.MNIST_FILES[split][0]
+    for name in mnist_mod.MNIST_FILES[split]:
         raw = bytearray((Path(MNIST_DIR) / (name + ".gz")).read_bytes())
-        if name.startswith("t10k-images"):
+        if name == images:
             raw[len(raw) // 2] ^= 0x01
         (tmp_path / (name + ".gz")).write_bytes(bytes(raw))
-    with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz.*(corrupted|MD5 mismatch)"):
-        load_mnist(tmp_path, split="test", download=False)
+    with pytest.raises(DatasetError, match=f"{images}.gz.*(corrupted|MD5 mismatch)"):
+        load_mnist(tmp_path, split=split, download=False)
 
 
 # ---------------------------------------------------------------- toy distributions
