@@ -167,7 +167,7 @@ class AsScratchgen:
 
     def __call__(self, x):
         with torch.no_grad():
-            return sg.tensor(self.twin(to_torch(x.data)).numpy())
+            return sg.tensor(self.twin(to_torch(x.array)).numpy())
 
     @property
     def training(self):
@@ -236,7 +236,7 @@ class TorchGAN:
 
     def noise(self, n, rng):
         if self.gen is None:
-            return to_torch(self.task.noise(n, rng).data).to(self.dtype)
+            return to_torch(self.task.noise(n, rng).array).to(self.dtype)
         return torch.randn(n, self.task.z_dim, generator=self.gen).to(self.dtype)
 
     def uniform(self, shape, rng):
@@ -349,11 +349,11 @@ def check_model(model, a, steps=2):
     x = data.batch_at(0)
     out = {"forward": 0.0}
     for mode in (True, False):
-        for net, twin, inp in ((task.G, mirror.G, z.data), (task.D, mirror.D, x)):
+        for net, twin, inp in ((task.G, mirror.G, z.array), (task.D, mirror.D, x)):
             net.train(mode)
             twin.train(mode)
             with sg.no_grad():
-                ours = backend.to_numpy(net(sg.tensor(inp)).data)
+                ours = backend.to_numpy(net(sg.tensor(inp)).array)
             with torch.no_grad():
                 theirs = twin(to_torch(inp)).numpy()
             out["forward"] = max(out["forward"], _rel(ours, theirs))
@@ -375,7 +375,7 @@ def check_model(model, a, steps=2):
         tp = dict(twin.named_parameters())
         for name, p in net.named_parameters():
             if p.grad is not None or tp[name].grad is not None:
-                out["grad"] = max(out["grad"], _rel(backend.to_numpy(p.grad.data),
+                out["grad"] = max(out["grad"], _rel(backend.to_numpy(p.grad.array),
                                                     tp[name].grad.numpy()))
         tsd = twin.state_dict()
         for name, v in net.state_dict().items():

@@ -393,7 +393,7 @@ def copy_weights(sg_modules, torch_modules):
                                f"torch {[tuple(p.shape) for p in tp]}")
         with torch.no_grad():
             for a, b in zip(sp, tp):
-                b.copy_(torch.from_numpy(B.to_numpy(a.data)))
+                b.copy_(torch.from_numpy(B.to_numpy(a.array)))
 
 
 # ---------------------------------------------------------------- workloads, timing

@@ -99,7 +99,7 @@ def _typed(dtype, name):
     def make(*data):
         """``torch.%s``: from data (a list, array or Tensor) or from a shape (zeros)."""
         if len(data) == 1 and not isinstance(data[0], int):
-            src = data[0].data if isinstance(data[0], Tensor) else data[0]
+            src = data[0].array if isinstance(data[0], Tensor) else data[0]
             return Tensor(src, dtype=dtype)
         return zeros(*data, dtype=dtype)
     make.__name__ = make.__qualname__ = name

@@ -80,7 +80,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     Prefer :func:`binary_cross_entropy_with_logits` on logits: no clamp, no lost digits."""
     name = "binary_cross_entropy"
     _check_same_shape(input, target, name)
-    x = input.data
+    x = input.array
     if not bool(((x >= 0) & (x <= 1)).all()):              # NaN too, as PyTorch
         raise ValueError(f"{name}: input values must lie in [0, 1] (probabilities; for logits "
                          "use binary_cross_entropy_with_logits)")
@@ -134,7 +134,7 @@ def _class_indices(target, rows, n_classes, ignore_index, name):
     """Integer targets as a flat raw array, after PyTorch's checks: the shape matches the
     input's rows; each index is in [0, C) or is ``ignore_index`` (no wrap-around of -1).
     Returns (t, keep mask or None when nothing is ignored)."""
-    t = target.data if isinstance(target, Tensor) else backend.asarray(target)
+    t = target.array if isinstance(target, Tensor) else backend.asarray(target)
     if t.dtype.kind not in "iu" or t.shape != rows:
         raise ValueError(f"{name}: target must hold integer class indices of shape {rows}, got "
                          f"{t.dtype} {t.shape}")
@@ -150,7 +150,7 @@ def _class_indices(target, rows, n_classes, ignore_index, name):
 
 
 def _raw(w):
-    return None if w is None else (w.data if isinstance(w, Tensor) else backend.asarray(w))
+    return None if w is None else (w.array if isinstance(w, Tensor) else backend.asarray(w))
 
 
 def _row_weights(t, keep, weight, dt):

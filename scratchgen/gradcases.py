@@ -646,7 +646,7 @@ def _(d):
     shape, k, s, p, dil, ceil = _pool_geometry(d)
     x = d.distinct(shape)
     win = pool.geometry(x, k, s, p, dil, ceil, "case")
-    idx = pool._argmax(sg.tensor(x).data, win)
+    idx = pool._argmax(sg.tensor(x).array, win)
     return (lambda a, g: pool._window_place(g + pool._window_pick(a, idx, win), idx, win)
             + pool._window_spread(g, win) * a), [x, d.normal(shape[:-2] + win.out)]
 

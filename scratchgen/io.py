@@ -98,7 +98,7 @@ class _Encoder:
         if isinstance(x, Tensor):
             from scratchgen.nn.module import Parameter
             return {"t": "parameter" if isinstance(x, Parameter) else "tensor",
-                    "key": self._array(x.data, where), "requires_grad": bool(x.requires_grad)}
+                    "key": self._array(x.array, where), "requires_grad": bool(x.requires_grad)}
         if isinstance(x, numpy.ndarray):
             return {"t": "array", "key": self._array(x, where), "device": False}
         if _is_device_array(x):

@@ -148,7 +148,7 @@ def first_non_finite(state, where=""):
             stack.extend((f"{key}/{i}" if key else str(i), v)
                          for i, v in reversed(list(enumerate(x))))
         else:
-            a = x.data if isinstance(x, Tensor) else x
+            a = x.array if isinstance(x, Tensor) else x
             if isinstance(a, (numpy.ndarray, numpy.generic)):
                 if a.dtype.kind in "fc" and not numpy.isfinite(a).all():
                     return key

@@ -31,8 +31,8 @@ from scratchgen.ops import elementwise as E, shape as S
 
 def _cmp(op):
     def f(self, other):
-        o = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(op(self.data, o))
+        o = other.array if isinstance(other, Tensor) else other
+        return Tensor._wrap(op(self.array, o))
     return f
 
 
@@ -97,12 +97,12 @@ def norm(input, p="fro", dim=None, keepdim=False):
     if p == -math.inf:
         return F.amin(E.abs(input), dim, keepdim)
     if p == 0:
-        return Tensor._wrap(backend.xp.sum(input.data != 0, axis=dim, keepdims=keepdim)
+        return Tensor._wrap(backend.xp.sum(input.array != 0, axis=dim, keepdims=keepdim)
                             .astype(input.dtype))
     if p == 1:
         return F.sum(E.abs(input), dim, keepdim)
     s = F.sum(E.mul(input, input) if p == 2 else E.pow(E.abs(input), p), dim, keepdim)
-    pos = s.data > 0
+    pos = s.array > 0
     root = E.sqrt(E.where(pos, s, 1.0)) if p == 2 else E.pow(E.where(pos, s, 1.0), 1.0 / p)
     return E.where(pos, root, 0.0)
 
@@ -114,7 +114,7 @@ def _inplace(name):
                      "a tensor that is part of a graph")
             raise RuntimeError(f"{name}: {where} cannot be modified in place while grad mode "
                                "is on; do it under `with sg.no_grad():` or with nn.init.*")
-        return t.data
+        return t.array
     return check
 
 
@@ -137,7 +137,7 @@ def _fill_(self, value):
 
 def _copy_(self, src, non_blocking=False):
     arr = _inplace("copy_")(self)
-    arr[...] = src.data if isinstance(src, Tensor) else backend.asarray(src)
+    arr[...] = src.array if isinstance(src, Tensor) else backend.asarray(src)
     return self
 
 
@@ -183,7 +183,7 @@ _METHODS = dict(
     log_softmax=F.log_softmax,
     add=lambda s, o: E.add(s, o), sub=lambda s, o: E.sub(s, o), mul=lambda s, o: E.mul(s, o),
     div=lambda s, o: E.div(s, o), neg=lambda s: E.neg(s), square=lambda s: E.mul(s, s),
-    dim=lambda s: s.data.ndim, numel=lambda s: s.data.size,
+    dim=lambda s: s.array.ndim, numel=lambda s: s.array.size,
     mT=property(lambda s: F.transpose(s, -2, -1)),
     exp=lambda s: E.exp(s), log=lambda s: E.log(s), sqrt=lambda s: E.sqrt(s),
     abs=lambda s: E.abs(s), sigmoid=lambda s: E.sigmoid(s), tanh=lambda s: E.tanh(s),
@@ -201,7 +201,7 @@ _METHODS = dict(
     flatten=lambda s, start_dim=0, end_dim=-1: F.flatten(s, start_dim, end_dim),
     squeeze=_squeeze, unsqueeze=_unsqueeze,
     matmul=lambda s, o: F.matmul(s, o),
-    size=property(lambda s: _Size(s.data.shape)),
+    size=property(lambda s: _Size(s.array.shape)),
     view_as=lambda s, other: F.reshape(s, tuple(other.shape)),
     reshape_as=lambda s, other: F.reshape(s, tuple(other.shape)),
     expand_as=lambda s, other: F.broadcast_to(s, tuple(other.shape)),
@@ -210,11 +210,11 @@ _METHODS = dict(
     le=_cmp(lambda a, b: a <= b), gt=_cmp(lambda a, b: a > b), ge=_cmp(lambda a, b: a >= b),
     norm=norm,
     all=lambda s, dim=None, keepdim=False: Tensor._wrap(
-        backend.xp.all(s.data, axis=dim, keepdims=keepdim)),
+        backend.xp.all(s.array, axis=dim, keepdims=keepdim)),
     any=lambda s, dim=None, keepdim=False: Tensor._wrap(
-        backend.xp.any(s.data, axis=dim, keepdims=keepdim)),
+        backend.xp.any(s.array, axis=dim, keepdims=keepdim)),
     long=lambda s: s.astype("int64"), int=lambda s: s.astype("int32"),
-    bool=lambda s: Tensor._wrap(s.data.astype(bool)),
+    bool=lambda s: Tensor._wrap(s.array.astype(bool)),
     fill_=_fill_, zero_=lambda s: _fill_(s, 0), copy_=_copy_, clamp_=_clamp_,
     normal_=_random_("normal_", lambda g, shape, mean=0.0, std=1.0: g.normal(mean, std, shape)),
     uniform_=_random_("uniform_", lambda g, shape, a=0.0, b=1.0: g.uniform(a, b, shape)),

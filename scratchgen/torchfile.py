@@ -59,7 +59,7 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
 
 def _rebuild_parameter(data, requires_grad, backward_hooks, *state):
     from scratchgen.nn.module import Parameter
-    return Parameter(data.data, requires_grad=bool(requires_grad))
+    return Parameter(data.array, requires_grad=bool(requires_grad))
 
 
 _ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
@@ -187,7 +187,7 @@ class _Writer:
         elif isinstance(x, str):
             self.str(x)
         elif isinstance(x, Tensor):
-            self.tensor(x.data, where)
+            self.tensor(x.array, where)
         elif isinstance(x, numpy.ndarray) or backend.is_array(x):
             self.tensor(x, where)
         elif isinstance(x, dict):

@@ -328,7 +328,7 @@ def _settle(config, data, start):
 # ---- the loop ----------------------------------------------------------------------------------
 def fetch_scalars(logs):
     """A step's logged terms as Python floats, fetched from the device in one transfer."""
-    values = [v.data if isinstance(v, Tensor) else v for v in logs.values()]
+    values = [v.array if isinstance(v, Tensor) else v for v in logs.values()]
     on_device = [i for i, v in enumerate(values) if backend.is_array(v)]
     if on_device:
         xp = backend.xp

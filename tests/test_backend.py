@@ -47,8 +47,8 @@ def test_cpu_backends_import(value):
 
 def test_xp_is_the_array_module():
     a = sg.tensor([1.0, 2.0])
-    assert isinstance(a.data, sg.backend.ndarray)
-    assert sg.backend.xp.asarray(a.data) is a.data
+    assert isinstance(a.array, sg.backend.ndarray)
+    assert sg.backend.xp.asarray(a.array) is a.array
 
 
 class _ForeignArray:
@@ -79,7 +79,7 @@ def test_host_data_of_a_dtype_no_array_holds_is_refused_before_any_copy():
 
 def test_host_numpy_input_is_moved_to_the_backend():
     t = sg.tensor(np.arange(3.0))
-    assert isinstance(t.data, sg.backend.ndarray)
+    assert isinstance(t.array, sg.backend.ndarray)
     assert t.dtype == np.float64
     np.testing.assert_array_equal(t.numpy(), [0.0, 1.0, 2.0])
 
@@ -88,7 +88,7 @@ def test_import_never_fails_the_backend_is_chosen_on_first_use():
     env = dict(os.environ, SCRATCHGEN_BACKEND="bogus")
     code = ("import scratchgen as sg\n"
             "sg.backend.use('numpy')\n"
-            "print(sg.backend.name, type(sg.tensor([1.0]).data).__module__)\n")
+            "print(sg.backend.name, type(sg.tensor([1.0]).array).__module__)\n")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["numpy", "numpy"]

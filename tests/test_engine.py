@@ -319,7 +319,7 @@ def test_gradcheck_catches_wrong_first_and_second_derivatives():
         sg.gradcheck(bad, t64([0.5, -1.0]))
 
     flat = sg.primitive(lambda a: a * a)
-    flat.defvjp(lambda g, ans, a: g * (2.0 * a.data))        # right value, on raw data
+    flat.defvjp(lambda g, ans, a: g * (2.0 * a.array))        # right value, on raw data
     x = t64([0.5, -1.0])
     assert sg.gradcheck(flat, x)
     with pytest.raises(sg.GradcheckError, match="second-order"):
@@ -457,11 +457,11 @@ def test_leaf_grads_are_private_writable_arrays():
     b = sg.tensor(np.ones(3), requires_grad=True)
     c = sg.tensor(np.ones(1), requires_grad=True)
     (a + b + c).sum().backward()
-    a.grad.data *= 0.5
+    a.grad.array *= 0.5
     np.testing.assert_array_equal(b.grad.numpy(), np.ones(3))
     w = sg.tensor(np.ones((2, 3)), requires_grad=True)
     sg.functional.broadcast_to(w.sum(), (4,)).sum().backward()
-    w.grad.data *= 2.0
+    w.grad.array *= 2.0
     np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 3), 8.0))
 
 

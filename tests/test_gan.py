@@ -132,7 +132,7 @@ def test_gradient_penalty_param_gradients_match_finite_differences_nn_critics():
 def test_gradient_penalty_zero_weight_nn_critic_is_finite():
     critic = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
     for p in critic.parameters():
-        p.data[...] = 0
+        p.array[...] = 0
     x = sg.tensor(np.ones((5, 2), np.float32))
     pen = A.gradient_penalty(critic, x, 2 * x, rng=np.random.default_rng(0), lam=10.0)
     assert pen.item() == pytest.approx(10.0, rel=1e-5)

@@ -16,7 +16,7 @@ def T(a, requires_grad=False):
 
 def set_params(module, **values):
     for name, v in values.items():
-        getattr(module, name).data[...] = sg.backend.asarray(np.asarray(v))
+        getattr(module, name).array[...] = sg.backend.asarray(np.asarray(v))
 
 
 # ---- NumPy loop references -----------------------------------------------------------
@@ -80,7 +80,7 @@ def test_registration_and_traversal():
     assert [n for n, _ in b.named_modules()] == ["", "fc", "bn"]
     assert list(b.children()) == [b.fc, b.bn]
     assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in b.parameters())
-    assert b.state_dict()["fc.weight"] is b.fc.weight.data  # shares storage, like PyTorch
+    assert b.state_dict()["fc.weight"] is b.fc.weight.array  # shares storage, like PyTorch
 
 
 def test_shared_parameter_listed_once_and_reassignment():
@@ -369,9 +369,9 @@ def test_init_functions():
     assert np.abs(c.numpy()).max() <= bound and np.abs(c.numpy()).max() > 0.99 * bound
     init.kaiming_normal_(c, a=0.2, generator=g)  # leaky_relu gain sqrt(2 / (1 + 0.04))
     assert abs(c.numpy().std() / (math.sqrt(2 / 1.04) / 12) - 1) < 0.02
-    data = w.data
+    data = w.array
     init.zeros_(w)
-    assert w.data is data and not w.numpy().any()
+    assert w.array is data and not w.numpy().any()
     init.ones_(w)
     assert (w.numpy() == 1).all()
     init.constant_(w, 0.25)
@@ -482,8 +482,8 @@ def test_gradients_through_layers(make, shape):
                    bias=rng.normal(size=layer.num_features))
         if not layer.training:
             f = layer.num_features
-            layer.running_mean.data[...] = sg.backend.asarray(rng.normal(size=f))
-            layer.running_var.data[...] = sg.backend.asarray(rng.uniform(0.5, 2, size=f))
+            layer.running_mean.array[...] = sg.backend.asarray(rng.normal(size=f))
+            layer.running_var.array[...] = sg.backend.asarray(rng.uniform(0.5, 2, size=f))
     check_layer(layer, shape)
 
 

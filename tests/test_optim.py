@@ -177,13 +177,13 @@ def test_grads_none_are_skipped_and_grads_untouched():
 
 def test_float32_parameters_stay_float32_and_in_place():
     lin = nn.Linear(4, 3)
-    w = lin.weight.data
+    w = lin.weight.array
     for cls in (optim.SGD, optim.Adam, optim.RMSprop):
         opt = cls(lin.parameters(), lr=0.01)
         lin(sg.tensor(np.ones((2, 4), dtype=np.float32))).sum().backward()
         opt.step()
         lin.zero_grad()
-        assert lin.weight.data is w and w.dtype == np.float32
+        assert lin.weight.array is w and w.dtype == np.float32
 
 
 def test_param_groups_have_their_own_options():
@@ -231,11 +231,11 @@ def test_state_dict_round_trip_continues_exactly(cls, ref, kw, tmp_path):
     p0, grads = problem(2, steps=6)
     full, _ = run(cls, p0, grads, **kw)
     half, opt = run(cls, p0, grads[:3], **kw)
-    sg.save({"params": [p.data for p in half], "opt": opt.state_dict()}, tmp_path / "ck.npz")
+    sg.save({"params": [p.array for p in half], "opt": opt.state_dict()}, tmp_path / "ck.npz")
     ck = sg.load(tmp_path / "ck.npz")
     ps = [nn.Parameter(np.zeros_like(p)) for p in p0]
     for p, v in zip(ps, ck["params"]):
-        p.data[...] = v
+        p.array[...] = v
     opt2 = cls(ps, lr=123.0)  # options come back from the checkpoint
     opt2.load_state_dict(ck["opt"])
     assert opt2.param_groups[0]["lr"] == kw["lr"]

@@ -36,7 +36,7 @@ def test_readme_taste_runs_and_its_penalty_has_finite_gradients():
     grads = [p.grad.numpy() for p in ns["D"].parameters() if p.grad is not None]
     assert grads and all(np.all(np.isfinite(g)) for g in grads)
     for p in ns["D"].parameters():                       # a flat critic: dD/dx = 0 everywhere
-        p.data[...] = 0
+        p.array[...] = 0
         p.grad = None
     gp = ns["gradient_penalty"](ns["D"], ns["real"], ns["fake"], rng=np.random.default_rng(1))
     gp.backward()

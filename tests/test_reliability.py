@@ -86,7 +86,7 @@ def finite(path):
         elif isinstance(x, (list, tuple)):
             todo.extend(x)
         else:
-            x = x.data if isinstance(x, sg.Tensor) else x
+            x = x.array if isinstance(x, sg.Tensor) else x
             if getattr(x, "dtype", None) is not None and x.dtype.kind == "f":
                 bad.append(not np.isfinite(sg.backend.to_numpy(x)).all())
     return not any(bad)

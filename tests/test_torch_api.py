@@ -139,8 +139,8 @@ def test_in_place_follows_pytorchs_autograd_rules():
     with pytest.raises(RuntimeError, match="part of a graph"):
         y.fill_(0)
     with sg.no_grad():
-        arr = w.data
-        assert w.fill_(3) is w and w.data is arr and w.tolist() == [[3.0] * 3] * 2
+        arr = w.array
+        assert w.fill_(3) is w and w.array is arr and w.tolist() == [[3.0] * 3] * 2
         w.copy_(sg.tensor([1.0, -2.0, 0.5]))            # broadcast, in place
         w.clamp_(-1, 0.75)
         assert w.tolist() == [[0.75, -1.0, 0.5]] * 2
@@ -152,6 +152,38 @@ def test_in_place_follows_pytorchs_autograd_rules():
     assert w.numpy().sum() == 0 and w.dtype == np.float32
     t = sg.zeros(3)                                     # no grad: allowed anywhere
     assert t.fill_(2).tolist() == [2.0] * 3
+
+
+def test_data_is_a_detached_tensor_sharing_storage():
+    m = nn.Linear(3, 2)
+    p = m.bias
+    d = p.data
+    assert isinstance(d, sg.Tensor) and not d.requires_grad and d.is_leaf
+    assert d.array is p.array and sg.is_grad_enabled()
+    m.weight.data.fill_(1)                              # grad mode on: .data is not tracked
+    p.data.normal_(0, 0.02, generator=sg.Generator().manual_seed(0))
+    assert m.weight.tolist() == [[1.0] * 3] * 2 and 0 < abs(p.numpy()).max() < 0.1
+    assert m.weight.requires_grad and m.weight.is_leaf and m.weight.grad is None
+    x = sg.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+    y = m(x)
+    y.data.zero_()                                      # a non-leaf's .data: also untracked
+    assert y.tolist() == [[0.0, 0.0]] and not y.is_leaf
+    y.sum().backward()                                  # the graph is the one recorded
+    assert x.grad.tolist() == [[2.0, 2.0, 2.0]] and m.weight.grad.tolist() == [[1, 2, 3]] * 2
+
+
+def test_data_assignment_replaces_the_array():
+    w = nn.Parameter(sg.zeros(2, 3))
+    src = sg.ones(4)
+    w.data = src                                        # any shape, as in PyTorch; shared
+    assert w.shape == (4,) and w.array is src.array and w.requires_grad and w.is_leaf
+    w.data = np.full((2,), 3.0, np.float64)             # an array too; its dtype kept
+    assert w.dtype == np.float64 and w.tolist() == [3.0, 3.0]
+    (w * w).sum().backward()
+    assert w.grad.tolist() == [6.0, 6.0]
+    with pytest.raises(TypeError, match="requires grad.*floating point"):
+        w.data = np.arange(3)
+    assert w.tolist() == [3.0, 3.0]
 
 
 @pytest.mark.parametrize("name,kw", [("xavier_uniform_", {}), ("xavier_normal_", {"gain": 2}),

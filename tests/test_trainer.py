@@ -207,7 +207,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
     def poisoned(self, k, batches, rng):
         logs = step(self, k, batches, rng)
         if k == 6:
-            self.net[0].weight.data[0, 0] = np.nan
+            self.net[0].weight.array[0, 0] = np.nan
         return logs
 
     monkeypatch.setattr(ToyRegression, "train_step", poisoned)
@@ -273,7 +273,7 @@ def test_step_streams_are_distinct_from_the_data_layers_seeds():
 
 def test_logged_scalars_are_fetched_together():
     t = sg.tensor(np.float32(1.5))
-    out = trainer.fetch_scalars({"a": t, "b": t.data * 2, "c": 0.25, "d": np.float64(4)})
+    out = trainer.fetch_scalars({"a": t, "b": t.array * 2, "c": 0.25, "d": np.float64(4)})
     assert out == {"a": 1.5, "b": 3.0, "c": 0.25, "d": 4.0}
     assert all(type(v) is float for v in out.values())
 

@@ -65,15 +65,14 @@ class Discriminator(nn.Module):
         return output.view(-1)
 
 
-def weights_init(m):  # gan_toy.py writes m.weight.data.normal_(...): see docs/PYTORCH.md
+def weights_init(m):
     classname = m.__class__.__name__
-    with torch.no_grad():
-        if classname.find('Linear') != -1:
-            m.weight.normal_(0.0, 0.02)
-            m.bias.fill_(0)
-        elif classname.find('BatchNorm') != -1:
-            m.weight.normal_(1.0, 0.02)
-            m.bias.fill_(0)
+    if classname.find('Linear') != -1:
+        m.weight.data.normal_(0.0, 0.02)
+        m.bias.data.fill_(0)
+    elif classname.find('BatchNorm') != -1:
+        m.weight.data.normal_(1.0, 0.02)
+        m.bias.data.fill_(0)
 
 
 def inf_train_gen(rng):

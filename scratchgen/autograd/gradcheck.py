@@ -34,10 +34,10 @@ def central_differences(scalar, tensors, eps=1e-6):
     """
     out = []
     for x in tensors:
-        if not x.data.flags.c_contiguous:
+        if not x.array.flags.c_contiguous:
             raise ValueError(f"finite differences perturb tensors in place: a tensor of shape "
                              f"{x.shape} is not C-contiguous (make it with .clone())")
-        flat = x.data.reshape(-1)
+        flat = x.array.reshape(-1)
         num = numpy.empty(x.size)
         for j in range(x.size):
             orig = flat[j].item()
@@ -62,7 +62,7 @@ def numeric_grad(fn, inputs, eps=1e-6):
     """
     inputs = _as_tuple(inputs)
     copies = tuple(Tensor(backend.asarray(numpy.array(backend.to_numpy(
-        x.data if isinstance(x, Tensor) else x), dtype=numpy.float64))) for x in inputs)
+        x.array if isinstance(x, Tensor) else x), dtype=numpy.float64))) for x in inputs)
 
     def scalar():
         y = fn(*copies)
@@ -135,11 +135,11 @@ def _first(fn, inputs, eps, seed, order):
                         grad_outputs=[Tensor(backend.asarray(vs[k], dtype=outputs[k].dtype))
                                       for k in diff_outs], allow_unused=True)
     analytic = [numpy.zeros(inputs[i].shape) if g is None else
-                backend.to_numpy(g.data).astype(numpy.float64)
+                backend.to_numpy(g.array).astype(numpy.float64)
                 for i, g in zip(checked, analytic)]
 
     def inner():
-        return sum(float((backend.to_numpy(o.data).astype(numpy.float64) * v).sum())
+        return sum(float((backend.to_numpy(o.array).astype(numpy.float64) * v).sum())
                    for o, v in zip(_as_tuple(fn(*inputs)), vs))
 
     numerical = central_differences(inner, [inputs[i] for i in checked], eps)

@@ -133,7 +133,7 @@ def apply(prim, args, params):
     needs = False
     for a in args:
         if isinstance(a, T):
-            raw.append(a.data)
+            raw.append(a.array)
             if a.requires_grad:
                 needs = True
         else:
@@ -142,7 +142,7 @@ def apply(prim, args, params):
             raw.append(a)
     out = prim.fwd(*raw, **params)
     t = T.__new__(T)
-    t.data = out
+    t.array = out
     t.grad = None
     if needs and getattr(_tls, "enabled", True):
         t.requires_grad = True
@@ -193,7 +193,7 @@ def _sum_to(g, shape):
 def _own(g, owned):
     """A detached gradient that no other leaf shares and that is not a broadcast view, so
     in-place edits of ``.grad`` (clipping, scaling) touch only that leaf."""
-    d = g.data
+    d = g.array
     if id(d) in owned or 0 in d.strides:
         d = d.copy()
     owned.add(id(d))
@@ -249,7 +249,7 @@ def _backprop(outputs, grad_outputs, targets, create_graph, retain_graph, accumu
                 gi = node.prim.vjp(i, g, t, args, params)
                 if gi is None:
                     continue
-                gi = _sum_to(gi, a.data.shape)
+                gi = _sum_to(gi, a.array.shape)
                 prev_g = grads.get(id(a))
                 grads[id(a)] = gi if prev_g is None else prev_g + gi
             if not retain_graph:
@@ -263,7 +263,7 @@ def _backprop(outputs, grad_outputs, targets, create_graph, retain_graph, accumu
 def _as_tensor_grad(g, like):
     T = _Tensor
     if g is None:
-        return T._wrap(backend.xp.ones_like(like.data))
+        return T._wrap(backend.xp.ones_like(like.array))
     if isinstance(g, T):
         if g.shape != like.shape:
             raise ValueError(f"grad has shape {g.shape} but the output has shape {like.shape}")
@@ -278,7 +278,7 @@ def backward(t, grad=None, retain_graph=None, create_graph=False):
     """Accumulate d t / d leaf into each leaf's ``.grad`` (see :meth:`Tensor.backward`)."""
     if not t.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad and has no graph")
-    if grad is None and t.data.size != 1:
+    if grad is None and t.array.size != 1:
         raise RuntimeError(
             f"backward() without a gradient needs a scalar output; got shape {t.shape}. "
             "Pass grad= (a tensor of that shape), or reduce first (e.g. .sum()).")
@@ -316,7 +316,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
     for i, o in enumerate(outputs):
         if not o.requires_grad:
             raise RuntimeError(f"output {i} does not require grad and has no graph")
-        if grad_outputs[i] is None and o.data.size != 1:
+        if grad_outputs[i] is None and o.array.size != 1:
             raise RuntimeError(f"output {i} has shape {o.shape}: grad_outputs is needed for a "
                                "non-scalar output")
     for i, x in enumerate(inputs):

@@ -11,7 +11,7 @@ def _to_array(x, dtype=None):
     """Array of the active backend. Python numbers (and lists of them) become float32;
     NumPy/CuPy arrays keep their dtype."""
     if isinstance(x, Tensor):
-        x = x.data
+        x = x.array
     graph.check_operand(x, "the data", other_backend_ok=True)
     if dtype is not None:
         return backend.asarray(x, dtype=backend.xp.dtype(dtype))
@@ -28,7 +28,8 @@ def _to_array(x, dtype=None):
 class Tensor:
     """An n-dimensional array with reverse-mode autodiff.
 
-    ``.data`` is the backend's ndarray; ``.grad`` is filled by :meth:`backward`.
+    ``.array`` is the backend's ndarray (NumPy or CuPy); ``.data`` is PyTorch's: this tensor
+    outside the graph, sharing that array; ``.grad`` is filled by :meth:`backward`.
 
     >>> import scratchgen as sg
     >>> x = sg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
@@ -38,11 +39,11 @@ class Tensor:
     [[2.0, 4.0], [6.0, 8.0]]
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
+    __slots__ = ("array", "grad", "requires_grad", "_node", "__weakref__")
     __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None):
-        self.data = _to_array(data, dtype)
+        self.array = _to_array(data, dtype)
         self.grad = None
         self._node = None
         self.requires_grad = False
@@ -52,26 +53,50 @@ class Tensor:
     @classmethod
     def _wrap(cls, arr):
         t = cls.__new__(cls)
-        t.data = arr
+        t.array = arr
         t.grad = None
         t.requires_grad = False
         t._node = None
         return t
 
     # ---- attributes ---------------------------------------------------------------
-    shape = property(lambda self: self.data.shape)
-    dtype = property(lambda self: self.data.dtype)
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
+    shape = property(lambda self: self.array.shape)
+    dtype = property(lambda self: self.array.dtype)
+    ndim = property(lambda self: self.array.ndim)
+    size = property(lambda self: self.array.size)
     is_leaf = property(lambda self: self._node is None)
 
+    @property
+    def data(self):
+        """PyTorch's ``.data``: a tensor outside the graph (no grad, no grad_fn) sharing this
+        tensor's array, so in-place methods on it change this tensor and are never refused
+        or recorded (``p.data.normal_(0, 0.02)``).
+
+        >>> import scratchgen as sg
+        >>> w = sg.nn.Parameter(sg.zeros(2))
+        >>> _ = w.data.fill_(1.0)
+        >>> w.tolist(), w.data.requires_grad, w.data.array is w.array
+        ([1.0, 1.0], False, True)
+        """
+        return Tensor._wrap(self.array)
+
+    @data.setter
+    def data(self, value):
+        """``t.data = x``: ``t`` takes ``x``'s array (shared, any shape) and keeps its
+        ``requires_grad``, its ``grad`` and its place in the graph."""
+        arr = _to_array(value)
+        if self.requires_grad and arr.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f".data = an array of {arr.dtype} on a tensor that requires grad "
+                            "(it must be floating point)")
+        self.array = arr
+
     def __len__(self):
-        return len(self.data)
+        return len(self.array)
 
     def requires_grad_(self, flag=True):
-        if flag and self.data.dtype.kind not in _FLOAT_KINDS:
+        if flag and self.array.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"only floating-point tensors can require grad; this one is "
-                            f"{self.data.dtype} (convert with .float() or .double())")
+                            f"{self.array.dtype} (convert with .float() or .double())")
         if not flag and self._node is not None:
             raise RuntimeError("requires_grad_(False) on a non-leaf; use .detach()")
         self.requires_grad = bool(flag)
@@ -79,19 +104,19 @@ class Tensor:
 
     def numpy(self):
         """A host NumPy copy-free view (CPU) or copy (GPU); detached from the graph."""
-        return backend.to_numpy(self.data)
+        return backend.to_numpy(self.array)
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item() needs a single element; shape is {self.shape}")
-        return self.data.reshape(()).item()
+        return self.array.reshape(()).item()
 
     def tolist(self):
         return self.numpy().tolist()
 
     def detach(self):
         """The same data, outside the graph."""
-        return Tensor._wrap(self.data)
+        return Tensor._wrap(self.array)
 
     def clone(self):
         from scratchgen.ops import elementwise as E
@@ -126,9 +151,9 @@ class Tensor:
         return f"tensor({body}{extra})"
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"truth value of a tensor of shape {self.shape} is ambiguous")
-        return bool(self.data)
+        return bool(self.array)
 
     def __float__(self):
         return float(self.item())

@@ -131,7 +131,7 @@ def wgan_generator_loss_grad(fake_scores):
 def critic_w1_estimate(real_scores, fake_scores):
     """``E[D(real)] - E[D(fake)]`` as a float: the critic's estimate of W1 (exact for the
     optimal 1-Lipschitz critic; a clipped critic gives ``K·W1`` with an unknown ``K``)."""
-    return float(_t(real_scores).data.mean() - _t(fake_scores).data.mean())
+    return float(_t(real_scores).array.mean() - _t(fake_scores).array.mean())
 
 
 def _parameters(module_or_params):
@@ -151,7 +151,7 @@ def clip_weights_(module, c=0.01):
         raise ValueError(f"clip_weights_: c must be > 0, got {c}")
     xp = backend.xp
     for p in _parameters(module):
-        xp.clip(p.data, -c, c, out=p.data)
+        xp.clip(p.array, -c, c, out=p.array)
     return module
 
 
@@ -207,14 +207,14 @@ def gradient_penalty(critic, real, fake, alpha=None, rng=None, lam=10.0, return_
         if rng is None:
             raise ValueError("gradient_penalty needs alpha or rng (a numpy Generator)")
         alpha = rng.random(ashape)
-    alpha = backend.asarray(alpha.data if isinstance(alpha, Tensor) else alpha, dtype=real.dtype)
+    alpha = backend.asarray(alpha.array if isinstance(alpha, Tensor) else alpha, dtype=real.dtype)
     if alpha.shape != ashape:
         alpha = alpha.reshape(ashape)  # raises for a wrong size
-    xh = Tensor(alpha * real.data + (1 - alpha) * fake.data, requires_grad=True)
+    xh = Tensor(alpha * real.array + (1 - alpha) * fake.array, requires_grad=True)
     (g,) = _grad(critic(xh).sum(), xh, create_graph=True)
     g = g.reshape(b, -1)
     norm = F.sqrt((g * g).sum(axis=1) + GP_NORM_EPS)
     pen = F.square(norm - 1.0).mean() * float(lam)
     if return_norm:
-        return pen, float(xp.mean(norm.data))
+        return pen, float(xp.mean(norm.array))
     return pen

@@ -62,7 +62,7 @@ def reparameterize(mu, logvar, eps):
 
 def reparameterize_grad(mu, logvar, eps):
     """(dz/dmu, dz/dlogvar) = (1, eps exp(logvar/2) / 2), elementwise."""
-    return Tensor(backend.xp.ones_like(mu.data)), eps * F.exp(logvar * 0.5) * 0.5
+    return Tensor(backend.xp.ones_like(mu.array)), eps * F.exp(logvar * 0.5) * 0.5
 
 
 def kl_normal_std(mu, logvar):
@@ -216,7 +216,7 @@ def iwae_bound(log_joint, mu, logvar, k, rng=None, eps=None, chunk=None):
     _check_shapes(mu, logvar, ("mu", "logvar"))
     B, Z = mu.shape
     if eps is not None:
-        eps_arr = eps.data if isinstance(eps, Tensor) else backend.asarray(eps)
+        eps_arr = eps.array if isinstance(eps, Tensor) else backend.asarray(eps)
         if eps_arr.shape != (k, B, Z):
             raise ValueError(f"eps must have shape (k, B, Z) = {(k, B, Z)}, got {eps_arr.shape}")
     chunk = k if chunk is None else max(1, min(int(chunk), k))

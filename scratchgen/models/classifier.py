@@ -91,7 +91,7 @@ class DigitClassifier:
         out = []
         with sg.no_grad():
             for i in range(0, len(x), _BATCH):
-                out.append(backend.to_numpy(fn(sg.tensor(x[i:i + _BATCH])).data))
+                out.append(backend.to_numpy(fn(sg.tensor(x[i:i + _BATCH])).array))
         return np.concatenate(out)
 
     def features(self, x):

@@ -235,7 +235,7 @@ class _AdversarialTask(Task):
             self.opt_g.step()
         finally:
             self.D.requires_grad_(True)
-        logs["loss_g"] = loss_g.data
+        logs["loss_g"] = loss_g.array
         if n != self.hp.n_critic:  # the WGAN burst schedule
             logs["n_critic"] = float(n)
         return logs
@@ -252,7 +252,7 @@ class _AdversarialTask(Task):
         self.G.eval()
         try:
             with sg.no_grad():
-                return backend.to_numpy(self.G(z).data)
+                return backend.to_numpy(self.G(z).array)
         finally:
             self.G.train(was)
 
@@ -262,7 +262,7 @@ class _AdversarialTask(Task):
 
     def critic_scores(self, x):
         with sg.no_grad():
-            return backend.to_numpy(_scores(self.D, sg.tensor(np.asarray(x, np.float32))).data)
+            return backend.to_numpy(_scores(self.D, sg.tensor(np.asarray(x, np.float32))).array)
 
     @cached_property
     def digit_metrics(self):
@@ -367,7 +367,7 @@ class GANTask(_AdversarialTask):
         self.opt_d.zero_grad()
         loss.backward()
         self.opt_d.step()
-        return {"loss_d": loss.data, "jsd_estimate": A.jsd_estimate(loss.data)}
+        return {"loss_d": loss.array, "jsd_estimate": A.jsd_estimate(loss.array)}
 
     def generator_loss(self, fake_scores):
         if self.hp.loss == "minimax":
@@ -382,16 +382,16 @@ class GANTask(_AdversarialTask):
 class _WassersteinTask(_AdversarialTask):
     def critic_step(self, real, fake, rng):
         loss = A.wgan_critic_loss(_scores(self.D, real), _scores(self.D, fake))
-        logs = {"w1_estimate": -loss.data}  # E D(real) - E D(fake)
+        logs = {"w1_estimate": -loss.array}  # E D(real) - E D(fake)
         gp = self.penalty(real, fake, rng)
         if gp is not None:
-            logs["gp"] = gp.data
+            logs["gp"] = gp.array
             loss = loss + gp
         self.opt_d.zero_grad()
         loss.backward()
         self.opt_d.step()
         self.after_critic_step()
-        logs["loss_c"] = loss.data
+        logs["loss_c"] = loss.array
         return logs
 
     def penalty(self, real, fake, rng):

@@ -162,12 +162,12 @@ class VAE(nn.Module):
         ``mean=False``, x ~ p(x|z) (drawn from ``rng``)."""
         z = rng.standard_normal((n, self.z_dim))
         with no_grad():
-            m = backend.to_numpy(self.mean(self.decode(tensor(z.astype(np.float32)))).data)
+            m = backend.to_numpy(self.mean(self.decode(tensor(z.astype(np.float32)))).array)
         if mean:
             return m
         if self.likelihood == "bernoulli":
             return (rng.random(m.shape) < m).astype(np.float32)
-        sd = np.exp(0.5 * backend.to_numpy(self.x_logvar.data))
+        sd = np.exp(0.5 * backend.to_numpy(self.x_logvar.array))
         return (m + sd * rng.standard_normal(m.shape)).astype(np.float32)
 
 
@@ -270,7 +270,7 @@ class VAETask(Task):
             bs = self.hp.eval_batch
             for i in range(0, len(self.held_x), bs):
                 mu, _ = self.model.encode(tensor(self.held_x[i:i + bs]))
-                out.append(backend.to_numpy(mu.data))
+                out.append(backend.to_numpy(mu.array))
         return np.concatenate(out)
 
     def evaluate(self, rng):
@@ -293,7 +293,7 @@ class VAETask(Task):
                 iw = self.model.iwae(xb, k, rng_iw, chunk=hp.iwae_chunk or None)
                 for key, v in (("elbo", e), ("recon", nll), ("kl", kl), ("iwae", F.sum(iw))):
                     sums[key] += float(v.item())
-                means.append(backend.to_numpy(mu.data))
+                means.append(backend.to_numpy(mu.array))
         res = {key: v / len(x) for key, v in sums.items()}
         res["active_units"] = float(active_units(np.concatenate(means))[0])
         res["iwae_k"] = k
@@ -306,7 +306,7 @@ class VAETask(Task):
     def _decode_images(self, z):
         with no_grad():
             out = self.model.mean(self.model.decode(tensor(np.asarray(z, np.float32))))
-        return backend.to_numpy(out.data).reshape((len(z),) + self.image_shape)
+        return backend.to_numpy(out.array).reshape((len(z),) + self.image_shape)
 
     def plots(self, run_dir, rng, step=None):
         from pathlib import Path
@@ -323,7 +323,7 @@ class VAETask(Task):
                 x = self.held_x[:30]
                 with no_grad():
                     mu, _ = self.model.encode(tensor(x))
-                recon = self._decode_images(backend.to_numpy(mu.data))
+                recon = self._decode_images(backend.to_numpy(mu.array))
                 paths.append(V.reconstructions(x.reshape(recon.shape), recon,
                                                d / "vae_reconstructions.png"))
             paths.append(V.manifold(self._decode_images, self.model.z_dim,

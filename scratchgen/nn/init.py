@@ -65,13 +65,13 @@ def _gen(generator):
 
 def _fill(tensor, values):
     """Copy host values into the tensor's array in place; returns the tensor."""
-    arr = tensor.data if isinstance(tensor, Tensor) else tensor
+    arr = tensor.array if isinstance(tensor, Tensor) else tensor
     arr[...] = backend.asarray(numpy.asarray(values), dtype=arr.dtype)
     return tensor
 
 
 def _shape(tensor):
-    return tuple((tensor.data if isinstance(tensor, Tensor) else tensor).shape)
+    return tuple((tensor.array if isinstance(tensor, Tensor) else tensor).shape)
 
 
 def calculate_gain(nonlinearity, param=None):

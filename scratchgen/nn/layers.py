@@ -175,9 +175,9 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self):
         if self.track_running_stats:
-            self.running_mean.data[...] = 0
-            self.running_var.data[...] = 1
-            self.num_batches_tracked.data[...] = 0
+            self.running_mean.array[...] = 0
+            self.running_var.array[...] = 1
+            self.num_batches_tracked.array[...] = 0
 
     def forward(self, x):
         if x.ndim not in self._ndims or x.shape[1] != self.num_features:
@@ -196,7 +196,7 @@ class _BatchNorm(Module):
             d = x - mean
             var = F.mean(d * d, axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
-                self._update_running_stats(mean.data, var.data, n)
+                self._update_running_stats(mean.array, var.array, n)
             scale = 1 / F.sqrt(var + self.eps)
         else:
             d = x - F.reshape(self.running_mean, shape)
@@ -207,10 +207,10 @@ class _BatchNorm(Module):
         return d * scale
 
     def _update_running_stats(self, mean, var, n):
-        nbt = self.num_batches_tracked.data
+        nbt = self.num_batches_tracked.array
         nbt += 1
         m = 1.0 / float(nbt) if self.momentum is None else self.momentum
-        rm, rv = self.running_mean.data, self.running_var.data
+        rm, rv = self.running_mean.array, self.running_var.array
         rm *= 1 - m
         rm += (m * mean.reshape(-1)).astype(rm.dtype, copy=False)
         rv *= 1 - m

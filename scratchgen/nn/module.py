@@ -46,7 +46,7 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 
 def _as_array(value):
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     return backend.asarray(value)
 
 
@@ -207,10 +207,10 @@ class Module:
         out = {}
         for name, p in self._parameters.items():
             if p is not None:
-                out[prefix + name] = p.data
+                out[prefix + name] = p.array
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent:
-                out[prefix + name] = b.data
+                out[prefix + name] = b.array
         for name, m in self._modules.items():
             if m is not None:
                 out.update(m.state_dict(prefix + name + "."))
@@ -267,7 +267,7 @@ class Module:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  "
                                + "\n  ".join(problems))
         for k, v in values.items():
-            own[k].data[...] = v.astype(own[k].dtype, copy=False)
+            own[k].array[...] = v.astype(own[k].dtype, copy=False)
         return IncompatibleKeys(missing, unexpected)
 
     # ---- modes, gradients, dtypes ---------------------------------------------------
@@ -284,7 +284,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad = Tensor._wrap(backend.xp.zeros_like(p.data))
+                p.grad = Tensor._wrap(backend.xp.zeros_like(p.array))
 
     def requires_grad_(self, requires_grad=True):
         for p in self.parameters():
@@ -303,10 +303,10 @@ class Module:
         if dtype.kind != "f":
             raise TypeError(f"Module.to: {dtype} is not a floating-point dtype")
         for t in list(self.parameters()) + list(self.buffers()):
-            if t.data.dtype.kind == "f":
-                t.data = t.data.astype(dtype, copy=False)
+            if t.array.dtype.kind == "f":
+                t.array = t.array.astype(dtype, copy=False)
                 if t.grad is not None:
-                    t.grad = Tensor._wrap(t.grad.data.astype(dtype, copy=False))
+                    t.grad = Tensor._wrap(t.grad.array.astype(dtype, copy=False))
         return self
 
     def cuda(self, device=None):

@@ -8,7 +8,7 @@ from scratchgen.autograd.tensor import Tensor
 
 
 def _data(a):
-    return a.data if isinstance(a, Tensor) else a
+    return a.array if isinstance(a, Tensor) else a
 
 
 # ---- arithmetic -----------------------------------------------------------------------
@@ -224,7 +224,7 @@ def minimum(a, b):
 
 def _pick(g, a, b, first):
     a, b = _data(a), _data(b)
-    dt = g.data.dtype
+    dt = g.array.dtype
     m = (a > b) if first else (a < b)
     return mul(g, m.astype(dt) + 0.5 * (a == b).astype(dt))
 
@@ -241,7 +241,7 @@ def where(cond, a, b):
 
 def _where_vjp(g, cond, first):
     c = _data(cond).astype(bool)
-    return mul(g, (c if first else ~c).astype(g.data.dtype))
+    return mul(g, (c if first else ~c).astype(g.array.dtype))
 
 
 where.defvjp(None, lambda g, ans, c, a, b: _where_vjp(g, c, True),

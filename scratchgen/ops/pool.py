@@ -178,7 +178,7 @@ def _window_pick(x, idx, win):
     return y
 
 
-_max_pool.defvjp(lambda g, ans, x, win: _window_place(g, _argmax(_data(x), win, ans.data),
+_max_pool.defvjp(lambda g, ans, x, win: _window_place(g, _argmax(_data(x), win, ans.array),
                                                       win))
 _window_place.defvjp(lambda gg, ans, g, idx, win: _window_pick(gg, idx, win), None)
 _window_pick.defvjp(lambda gg, ans, x, idx, win: _window_place(gg, idx, win), None)
@@ -215,7 +215,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     win = geometry(input, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     y = _max_pool(input, win)
     if return_indices:
-        return y, Tensor._wrap(_flat_indices(_argmax(_data(input), win, y.data), win))
+        return y, Tensor._wrap(_flat_indices(_argmax(_data(input), win, y.array), win))
     return y
 
 

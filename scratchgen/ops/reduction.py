@@ -112,7 +112,7 @@ def amax(x, axis=None, keepdims=False):
 
 def _max_vjp(g, ans, x, axis=None, keepdims=False):
     xd = _data(x)
-    a = ans.data if keepdims else ans.data.reshape(_keep_shape(xd.shape, axis))
+    a = ans.array if keepdims else ans.array.reshape(_keep_shape(xd.shape, axis))
     m = (xd == a).astype(xd.dtype)
     m /= m.sum(axis=_axes(axis, xd.ndim), keepdims=True)
     return mul(_expand(g, x, axis, keepdims), m)

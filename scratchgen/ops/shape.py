@@ -6,7 +6,7 @@ from scratchgen.autograd.tensor import Tensor
 
 
 def _data(a):
-    return a.data if isinstance(a, Tensor) else a
+    return a.array if isinstance(a, Tensor) else a
 
 
 @primitive
@@ -127,7 +127,7 @@ def _raw_index(idx):
     if isinstance(idx, tuple):
         return tuple(_raw_index(i) for i in idx)
     if isinstance(idx, Tensor):
-        return idx.data
+        return idx.array
     if isinstance(idx, list):
         return backend.asarray(idx)
     return idx

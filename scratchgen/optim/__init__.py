@@ -1,6 +1,6 @@
 """Optimisers with PyTorch's update rules, applied in place to the parameters' arrays.
 
-A step reads ``p.grad`` and writes ``p.data`` outside the graph; parameters whose ``.grad`` is
+A step reads ``p.grad`` and writes ``p.array`` outside the graph; parameters whose ``.grad`` is
 None are skipped. ``param_groups`` carry per-group options, as in PyTorch::
 
     opt = sg.optim.Adam([{'params': gen.parameters()}, {'params': head, 'lr': 1e-4}], lr=2e-4)
@@ -72,7 +72,7 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad = Tensor._wrap(backend.xp.zeros_like(p.data))
+                    p.grad = Tensor._wrap(backend.xp.zeros_like(p.array))
 
     def step(self):
         """One update of every parameter that has a gradient."""
@@ -80,14 +80,14 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.data
-                if g.shape != p.data.shape:
+                g = p.grad.array
+                if g.shape != p.array.shape:
                     raise ValueError(f"{type(self).__name__}: gradient shape {g.shape} does not "
-                                     f"match its parameter's {p.data.shape}")
+                                     f"match its parameter's {p.array.shape}")
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = {}
-                self._update(p.data, g, state, group)
+                self._update(p.array, g, state, group)
 
     def _update(self, p, g, state, group):
         raise NotImplementedError
@@ -140,11 +140,11 @@ class Optimizer:
                 if isinstance(v, (int, float)):
                     entry[k] = v
                     continue
-                a = backend.asarray(v.data if isinstance(v, Tensor) else v)
-                if a.shape != p.data.shape:
+                a = backend.asarray(v.array if isinstance(v, Tensor) else v)
+                if a.shape != p.array.shape:
                     raise ValueError(f"{name}.load_state_dict: state {k!r} of parameter {idx} "
-                                     f"has shape {a.shape}, the parameter {p.data.shape}")
-                entry[k] = a.astype(p.data.dtype, copy=True)
+                                     f"has shape {a.shape}, the parameter {p.array.shape}")
+                entry[k] = a.astype(p.array.dtype, copy=True)
             new_state[p] = entry
         for saved, own in zip(groups, self.param_groups):
             own.update({k: (tuple(v) if isinstance(v, list) else v)

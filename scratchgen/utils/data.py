@@ -134,7 +134,7 @@ def default_collate(batch):
     Tensor (float32 or int64), and tuples/lists/dicts element by element."""
     first = batch[0]
     if isinstance(first, Tensor):
-        return Tensor._wrap(backend.xp.stack([b.data for b in batch]))
+        return Tensor._wrap(backend.xp.stack([b.array for b in batch]))
     if backend.is_array(first) or isinstance(first, numpy.ndarray):
         return Tensor._wrap(backend.asarray(numpy.stack([backend.to_numpy(b) for b in batch])))
     if isinstance(first, (bool, numpy.bool_)):
@@ -186,7 +186,7 @@ class DataLoader:
         if isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate:
             for idx in self.batch_sampler:  # one gather per tensor, not one per sample
                 ix = backend.asarray(numpy.asarray(idx, dtype=numpy.int64))
-                yield tuple(Tensor._wrap(t.data[ix]) for t in self.dataset.tensors)
+                yield tuple(Tensor._wrap(t.array[ix]) for t in self.dataset.tensors)
             return
         for idx in self.batch_sampler:
             yield self.collate_fn([self.dataset[i] for i in idx])
