@@ -70,7 +70,8 @@ class Tensor:
     def data(self):
         """PyTorch's ``.data``: a tensor outside the graph (no grad, no grad_fn) sharing this
         tensor's array, so in-place methods on it change this tensor and are never refused
-        or recorded (``p.data.normal_(0, 0.02)``).
+        or recorded (``p.data.normal_(0, 0.02)``). ``t.data = x`` gives ``t`` the array of
+        ``x`` (a tensor or an array, any shape, shared) and keeps its grad and graph place.
 
         >>> import scratchgen as sg
         >>> w = sg.nn.Parameter(sg.zeros(2))
@@ -82,8 +83,6 @@ class Tensor:
 
     @data.setter
     def data(self, value):
-        """``t.data = x``: ``t`` takes ``x``'s array (shared, any shape) and keeps its
-        ``requires_grad``, its ``grad`` and its place in the graph."""
         arr = _to_array(value)
         if self.requires_grad and arr.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f".data = an array of {arr.dtype} on a tensor that requires grad "
