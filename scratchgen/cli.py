@@ -26,6 +26,7 @@ import os
 import sys
 from pathlib import Path
 
+from scratchgen import __version__
 from scratchgen.backend import CHOICES as BACKENDS, ENV_VAR
 
 
@@ -50,6 +51,7 @@ def _parser():
         "WGAN-GP) built on scratchgen's autodiff engine.",
         epilog="Example (about a minute on 2 cores): scratchgen train wgan-gp --dataset "
         "8gaussians --steps 2000 --set width=128")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _backend_option(p, top=True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -256,3 +256,10 @@ def test_signal_saves_checkpoint_and_resume_works(tmp_path, sig, code):
     assert r.returncode == 0, stderr
     assert checkpoint_state(out)[0] == step + 3
     assert f"run directory: {out}" in stdout and "curves.png" in stdout
+
+
+def test_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"scratchgen {sg.__version__}"
