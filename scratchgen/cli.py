@@ -226,6 +226,10 @@ def _list_hyperparameters(args):
         raise _Usage("--list-hyperparameters needs a MODEL")
     task = get_task(args.model)
     dataset = args.dataset or task.default_dataset
+    from scratchgen.data import DATASETS, is_array_path
+    if dataset not in DATASETS and not is_array_path(dataset):
+        raise _Usage(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} "
+                     "or give a path to a .npy/.npz file")
     print(f"{args.model} hyperparameters on {dataset} (--set KEY=VALUE):")
     print(task.spec.describe(dataset))
     print(f"default --steps on {dataset}: {task.default_steps(dataset)}")

@@ -263,3 +263,9 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out.strip() == f"scratchgen {sg.__version__}"
+
+
+def test_list_hyperparameters_rejects_an_unknown_dataset(capsys):
+    assert main(["train", "gan", "--list-hyperparameters", "--dataset", "bogus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bogus" in err and "8gaussians" in err and "\n" not in err
