@@ -80,7 +80,8 @@ class Param:
             sep = " " if label.split()[-1].startswith("-") else "="
             raise SpecError(f"{label}{sep}{shown}: {why}; allowed: {self.allowed()}")
 
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")
+                             and value not in (self.choices or ())):
             if self.optional:
                 return None
             fail("a value is required")

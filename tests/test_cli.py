@@ -269,3 +269,10 @@ def test_list_hyperparameters_rejects_an_unknown_dataset(capsys):
     assert main(["train", "gan", "--list-hyperparameters", "--dataset", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
     assert "bogus" in err and "8gaussians" in err and "\n" not in err
+
+
+def test_set_a_choice_named_none_is_that_choice_not_null():
+    from scratchgen.tasks import get_task
+    param = get_task("vae").spec.params["preprocess"]
+    assert "none" in param.choices
+    assert param.parse("none") == "none"
