@@ -6,6 +6,7 @@
     scratchgen sample DIR [-n 64] [-o FILE.png|FILE.npy] [--data-dir D]
     scratchgen gradcheck
     scratchgen bench [workloads.py options]
+    scratchgen sweep STUDY.toml --out DIR [--workers N | --scheduler ADDR]   (docs/SWEEP.md)
 
 ``--backend`` (before or after the subcommand) wins over ``SCRATCHGEN_BACKEND``; the backend
 is chosen before the command runs (``scratchgen.backend.use``), and a bad or unavailable one is
@@ -59,6 +60,8 @@ def _parser():
     _train_parser(sub)
     _eval_parser(sub)
     _other_parsers(sub)
+    from scratchgen.sweep.command import add_parser as sweep_parser
+    _backend_option(sweep_parser(sub))
     return p
 
 
@@ -345,5 +348,10 @@ def _bench(args, argv):
     return 0
 
 
+def _sweep(args, argv):
+    from scratchgen.sweep.command import main as sweep_main
+    return sweep_main(args)
+
+
 _COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "gradcheck": _gradcheck,
-             "bench": _bench}
+             "bench": _bench, "sweep": _sweep}
