@@ -51,7 +51,9 @@ FLOAT = r"(-?[0-9.]+(?:e[-+][0-9]+)?)"
 
 
 def _run(name, *args, torch=False):
-    env = dict(os.environ, SCRATCHGEN_MNIST_DIR=str(MNIST))
+    # The programs are CPU programs (vae.py saves samples through .cpu(), which the cuda backend
+    # refuses: tensors never leave its device), so they run on the cpu backend whatever the suite's.
+    env = dict(os.environ, SCRATCHGEN_MNIST_DIR=str(MNIST), SCRATCHGEN_BACKEND="cpu")
     env.pop("PYTORCH_STYLE", None)
     if torch:
         env["PYTORCH_STYLE"] = "torch"
