@@ -64,12 +64,12 @@ def main(args):
 
 
 def run_study(study, out, workers=None, scheduler=None, retry_failed=False, backend=None,
-              progress=None, on_poll=None, out_stream=None):
+              progress=None, on_poll=None, poll=1.0, out_stream=None):
     """Run ``study`` (a path or a :class:`Study`) into ``out``; returns (one result per run:
     ``store`` results of this session or of earlier ones, the Markdown summary, the files
     written), or None when interrupted (the runs stopped at a checkpoint; start it again to
     continue). ``progress``: a bar (True), plain lines (False) or a bar on a terminal (None);
-    ``on_poll(client, futures)``: called about every second while runs are going."""
+    ``on_poll(client, futures)``: called every ``poll`` seconds while runs are going."""
     say = (lambda *a: print(*a, file=out_stream or sys.stdout, flush=True))
     path = study if isinstance(study, Study) else None
     source_text = ""
@@ -100,7 +100,7 @@ def run_study(study, out, workers=None, scheduler=None, retry_failed=False, back
                     for r in todo]
             bar = engine.Progress(len(study.runs), done, progress)
             try:
-                engine.run_jobs(client, jobs, sd, bar, on_poll=on_poll)
+                engine.run_jobs(client, jobs, sd, bar, poll=poll, on_poll=on_poll)
             except KeyboardInterrupt:
                 bar.close()
                 by = {s: 0 for s in store.STATES}

@@ -276,7 +276,7 @@ def run_jobs(client, jobs, sd, progress, poll=1.0, on_poll=None):
                 if on_poll is not None:
                     on_poll(client, futures)
     except KeyboardInterrupt:
-        _stop(client, [futures[f]["name"] for f in pending], pending, sd)
+        _stop(client, pending)
         raise
     return results
 
@@ -308,17 +308,20 @@ def _running(client, sd):
     return out
 
 
-def _stop(client, names, pending, sd, grace=120.0):
-    """Ask the workers' trainings to stop at a checkpoint, wait for them, record them."""
-    from distributed import wait
-    try:
-        client.run(terminate, names, on_error="ignore")
-        done, _ = wait(list(pending), timeout=grace)
-    except (KeyboardInterrupt, TimeoutError, OSError):
-        done = set()
-    except Exception:
-        done = set()
-    for fut in done:
-        if fut.status == "finished":
-            sd.record(fut.result())
+def _stop(client, pending, grace=300.0):
+    """Cancel the runs not started and ask the running trainings to stop at a checkpoint
+    (SIGTERM); return once none is left running (a second Ctrl-C returns at once)."""
     client.cancel(list(pending))
+    sent, deadline = set(), time.time() + grace
+    while time.time() < deadline:
+        try:
+            acts = client.run(active, on_error="ignore")
+        except Exception:
+            return
+        running = {n for act in acts.values() for n in act if n != "_pid"}
+        if not running:
+            return
+        if running - sent:
+            client.run(terminate, sorted(running - sent), on_error="ignore")
+            sent |= running
+        time.sleep(0.3)

@@ -177,6 +177,7 @@ class StudyDir:
         return _read_json(self.result_path(name))
 
     def record(self, result):
+        self.result_path(result["name"]).parent.mkdir(parents=True, exist_ok=True)
         write_json(self.result_path(result["name"]), result)
 
     def state(self, name):

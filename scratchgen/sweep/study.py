@@ -164,8 +164,8 @@ def parse_study(raw, source="study", base=None):
         overrides = {**fixed, **{k: v for k, v in point.items() if k != "model"}}
         for seed in seeds:
             argv = _argv(model, options, seed, overrides)
-            _check_run(model, options, seed, overrides, f"{source}: grid point "
-                       f"{point_label(point)}, seed {seed}")
+            where = f"grid point {point_label(point)}, " if point else ""
+            _check_run(model, options, seed, overrides, f"{source}: {where}seed {seed}")
             parts = [_name_part(k, v) for k, v in point.items()] + [f"seed{seed}"]
             name = "_".join(parts)
             k = 2
