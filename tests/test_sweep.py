@@ -301,3 +301,29 @@ def test_an_interrupted_study_resumes_and_reruns_nothing_finished(tmp_path, sequ
 def engine_run(study, out, watch):
     from scratchgen.sweep.command import run_study
     return run_study(study, out, workers=2, progress=False, on_poll=watch, poll=0.2)
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_recorded_and_the_others_finish(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    study = _write(tmp_path, 'model = "wgan"\ndataset = "8gaussians"\nsteps = 6\n'
+                   'eval_every = 6\n[set]\nwidth = 16\neval_samples = 100\n'
+                   '[grid]\nlr = [5e-5, 1e10]\n')
+    out = tmp_path / "out"
+    assert cli.main(["sweep", str(study), "--out", str(out), "--workers", "2"]) == 1
+    summary = (out / "summary.md").read_text()
+    assert "| 5e-05 | 1 |" in summary and "| 10000000000.0 | 0/1 | - |" in summary
+    bad = json.loads((out / "results" / "lr=10000000000.0_seed0.json").read_text())
+    assert bad["state"] == "failed" and bad["exit_code"] == 3
+    assert bad["error"].startswith("stopped: loss term")
+    good = out / "runs" / "lr=5e-05_seed0" / "metrics.jsonl"
+    mtime = good.stat().st_mtime_ns
+    capsys.readouterr()
+    # started again: the failure is kept, nothing runs; --retry-failed runs only that one
+    assert cli.main(["sweep", str(study), "--out", str(out)]) == 1
+    assert "1 finished, 0 to run" in capsys.readouterr().out
+    assert cli.main(["sweep", str(study), "--out", str(out), "--retry-failed"]) == 1
+    assert "1 finished, 1 to run" in capsys.readouterr().out
+    assert good.stat().st_mtime_ns == mtime
+    assert len(_attempts(store.StudyDir(out), "lr=10000000000.0_seed0")) == 2
+    assert len(_attempts(store.StudyDir(out), "lr=5e-05_seed0")) == 1

@@ -185,6 +185,26 @@ def terminate(names):
                 pass
 
 
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:
+    WorkerPlugin = object
+
+
+class IgnoreCtrlC(WorkerPlugin):
+    """On a local cluster's workers (restarted ones too): Ctrl-C in the terminal reaches the
+    whole process group; the client alone handles it, stopping each training at a
+    checkpoint (a worker dying of it would wait for its training at exit instead)."""
+
+    name = "scratchgen-ignore-ctrl-c"
+
+    def setup(self, worker):
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
+
+
 # ---- the client ---------------------------------------------------------------------------------
 def connect(scheduler=None, workers=None):
     """(client, cluster, threads per run): an existing scheduler at ``scheduler``, or a
@@ -206,7 +226,9 @@ def connect(scheduler=None, workers=None):
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                            host="127.0.0.1", dashboard_address=None,
                            silence_logs=logging.ERROR)
-    return Client(cluster), cluster, max(1, cores() // n)
+    client = Client(cluster)
+    client.register_plugin(IgnoreCtrlC())
+    return client, cluster, max(1, cores() // n)
 
 
 class Progress:
