@@ -60,6 +60,17 @@ def test_models_lists_and_options_become_axes_and_flags():
     assert argv[argv.index("--eval-every") + 1] == "5" and "lr=2e-05" in argv
 
 
+def test_the_example_studies_are_valid():
+    studies = sorted((Path(__file__).parents[1] / "examples" / "studies").glob("*.toml"))
+    assert {p.stem for p in studies} >= {"main_job", "critic_tracks_quality", "gan_mnist_recipe"}
+    runs = {p.stem: load_study(p).runs for p in studies}
+    assert [r.argv for r in runs["main_job"]][4] == [
+        "wgan-gp", "--dataset", "8gaussians", "--steps", "4000", "--seed", "4", "--set",
+        "width=128"]
+    wgan, gp = runs["critic_tracks_quality"][0], runs["critic_tracks_quality"][3]
+    assert "critic_burst=true" in wgan.argv and "critic_burst=true" not in gp.argv
+
+
 @pytest.mark.parametrize("text, message", [
     (ISSUE_STUDY.replace("[0.1, 1.0]", "[0.1, -1.0]"),
      "study.toml [grid] lam=-1.0: out of range; allowed: a number >= 0"),
@@ -73,6 +84,7 @@ def test_models_lists_and_options_become_axes_and_flags():
     (ISSUE_STUDY.replace("[grid]", "[grid"), "study.toml: not valid TOML"),
     (ISSUE_STUDY.replace("seeds = [0, 1]", "seeds = [0, 0]"), "seeds: 0 is given twice"),
     (ISSUE_STUDY.replace("[0.1, 1.0]", "0.1"), "[grid] lam: give a non-empty list"),
+    (ISSUE_STUDY + "[set.wgan]\nclip = 0.1\n", "[set.wgan]: wgan is not a model of this study"),
 ])
 def test_a_bad_study_is_one_line_exit_2_and_nothing_starts(tmp_path, capsys, text, message):
     study = _write(tmp_path, text)

@@ -108,12 +108,12 @@ def run_one(job):
     threads = job.get("threads") or max(1, cores() // _worker_threads())
     for var in THREAD_VARS:
         env.setdefault(var, str(threads))
-    threads = int(env["OPENBLAS_NUM_THREADS"])
+    threads = env["OPENBLAS_NUM_THREADS"]  # as the run sees it (the environment's may win)
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with open(log, "ab") as f:
         f.write(f"$ {' '.join(cmd)}   # {time.strftime('%Y-%m-%d %H:%M:%S')}, "
-                f"{threads} thread(s), pid {os.getpid()}\n".encode())
+                f"OPENBLAS_NUM_THREADS={threads}, worker pid {os.getpid()}\n".encode())
         f.flush()
         start = f.tell()
         parent = os.getpid()

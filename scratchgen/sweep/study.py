@@ -6,6 +6,8 @@
     seeds = [0, 1]               # default [0]
     [set]                        # fixed --set values
     width = 16
+    [set.wgan]                   # fixed values for one model of a list only
+    critic_burst = true
     [grid]                       # every combination of these --set keys
     lam = [0.1, 1.0]
 
@@ -142,12 +144,16 @@ def parse_study(raw, source="study", base=None):
         fail("seeds: give a non-empty list of seeds, e.g. seeds = [0, 1, 2]")
     seeds = [RUN.params["seed"].parse(s, f"{source}: seeds") for s in seeds]
     _unique(seeds, f"{source}: seeds")
-    fixed, grid = _table(raw, "set", fail), _table(raw, "grid", fail)
+    fixed, grid = dict(_table(raw, "set", fail)), _table(raw, "grid", fail)
+    per_model = {m: fixed.pop(m) for m in models if isinstance(fixed.get(m), dict)}
+    for key, value in fixed.items():
+        if isinstance(value, dict):
+            fail(f"[set.{key}]: {key} is not a model of this study ({', '.join(models)})")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             fail(f"[grid] {key}: give a non-empty list of values, e.g. {key} = [a, b]")
         _unique([text(v) for v in values], f"{source}: [grid] {key}")
-        if key in fixed:
+        if key in fixed or any(key in t for t in per_model.values()):
             fail(f"{key} is in both [set] and [grid]; keep it in one")
     options = _options(raw, source, base)
     axes = (["model"] if len(models) > 1 else []) + list(grid)
@@ -155,13 +161,15 @@ def parse_study(raw, source="study", base=None):
                   correlate=raw.get("correlate"))
     _check_correlate(study, fail)
     for model in models:
-        _check_model(model, fixed, grid, options, source)
+        _check_model(model, {"set": fixed, f"set.{model}": per_model.get(model, {})}, grid,
+                     options, source)
     points = [dict(zip(axes, combo)) for combo in
               itertools.product(*([models] if len(models) > 1 else []), *grid.values())]
     names = set()
     for point in points:
         model = point.get("model", models[0])
-        overrides = {**fixed, **{k: v for k, v in point.items() if k != "model"}}
+        overrides = {**fixed, **per_model.get(model, {}),
+                     **{k: v for k, v in point.items() if k != "model"}}
         for seed in seeds:
             argv = _argv(model, options, seed, overrides)
             where = f"grid point {point_label(point)}, " if point else ""
@@ -216,15 +224,16 @@ def _options(raw, source, base):
 
 
 def _check_model(model, fixed, grid, options, source):
-    """Each [set] and [grid] value alone against the model's declaration, so a message
-    names its table."""
+    """Each [set] (``fixed``: {table name: values}) and [grid] value alone against the
+    model's declaration, so a message names its table."""
     from scratchgen.tasks import get_task
     try:
         task = get_task(model)
     except ValueError as e:
         raise StudyError(f"{source}: model: {e}") from None
     dataset = options.get("dataset") or task.default_dataset
-    for table, values in (("set", {k: [v] for k, v in fixed.items()}), ("grid", grid)):
+    tables = [(t, {k: [v] for k, v in vs.items()}) for t, vs in fixed.items()]
+    for table, values in tables + [("grid", grid)]:
         for key, vs in values.items():
             for v in vs:
                 try:
