@@ -166,6 +166,7 @@ def curves(study, rows, path, ncols=3):
     """``curves.png``: each metric against step, a line per grid point, a band over seeds."""
     from scratchgen import plots
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     keys = []
     for _, f, recs in rows:
         if f is None:
@@ -193,6 +194,9 @@ def curves(study, rows, path, ncols=3):
             ax.plot(steps, v.mean(0), color=f"C{j}", lw=1, label=label, **style)
             if len(runs) > 1:
                 ax.fill_between(steps, v.min(0), v.max(0), color=f"C{j}", alpha=0.2, lw=0)
+        if key in plots.COUNT_KEYS:
+            ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.set_ylim(bottom=0)
         title = f"{key} ({kind})" if key in both else key
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
@@ -223,6 +227,7 @@ def finals(study, rows, metrics, path, ncols=3):
     from scratchgen import plots
     from scratchgen.sweep.study import point_label, text
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     xa = _x_axis(study, rows)
     others = [a for a in study.axes if a != xa]
     numeric = xa == "seed" or all(_num(run.point[xa]) for run, _, _ in rows)
@@ -248,6 +253,13 @@ def finals(study, rows, metrics, path, ncols=3):
                 ux = sorted(set(x))
                 ax.plot(ux, [y[x == u].mean() for u in ux], color=f"C{j}", lw=1,
                         marker="o", ms=3, label=label if others else None)
+            else:
+                ax.axhline(y.mean(), color=f"C{j}", lw=1, ls="--")
+        if m in plots.COUNT_KEYS:
+            ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.set_ylim(bottom=0)
+        if numeric and all(float(v).is_integer() for v in xs):
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if numeric and xa != "seed" and min(xs) > 0 and max(xs) / min(xs) >= 20:
             ax.set_xscale("log")
         if not numeric:
@@ -260,7 +272,8 @@ def finals(study, rows, metrics, path, ncols=3):
         if i == 0 and others:
             ax.legend(fontsize=7)
     fig.suptitle(f"{Path(study.source).name}: final metrics against {xa}"
-                 + ("" if xa == "seed" else " (dots: seeds, line: mean)"), fontsize=10)
+                 + (" (dashed: mean)" if xa == "seed" else " (dots: seeds, line: mean)"),
+                 fontsize=10)
     fig.tight_layout()
     return plots.save_figure(fig, path)
 
