@@ -211,15 +211,12 @@ def test_weight_grad_is_the_same_bits_every_call(c, o, k, s, p):
 
 @pytest.mark.parametrize("shapes", [((5, 3), (3, 4)), ((256, 128), (128, 128)),
                                     ((512, 512), (512, 128)), ((2, 7, 3), (3, 5)),
-                                    ((4, 1, 6, 2), (3, 2, 7)), ((6, 0), (0, 2)),
-                                    ((3, 256, 300), (300, 200)),
-                                    ((2, 1, 200, 300), (4, 300, 100))])
-def test_matmul_runs_every_gemm_on_one_blas_thread(shapes):
-    """Below ``SPLIT_FLOPS`` one GEMM, above it one per ``ROW_BLOCK`` rows or more, each with
-    OpenBLAS at one thread (restored after); float32 gives the one-thread product's bits,
-    batch broadcasting and shape included."""
+                                    ((4, 1, 6, 2), (3, 2, 7)), ((6, 0), (0, 2))])
+def test_matmul_is_numpys_with_one_blas_thread_below_the_threshold(shapes):
+    """Below ``SINGLE_THREAD_FLOPS`` (e.g. the 8-MFLOP products of a width-128 MLP) a product
+    runs with OpenBLAS at one thread, which is restored after; any shape gives NumPy's
+    bits (the same GEMM, only the thread count differs)."""
     from unittest import mock
-    from threadpoolctl import threadpool_limits
     from scratchgen.kernels.cpu import linalg, parallel
     # the BLAS libraries loaded when the kernels first ran, NumPy's among them (numba may
     # load SciPy's later, at its first compilation; NumPy never calls that one)
@@ -227,19 +224,19 @@ def test_matmul_runs_every_gemm_on_one_blas_thread(shapes):
     before = blas()
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
-    real, seen = np.matmul, []
-    with mock.patch.object(linalg.np, "matmul",
-                           side_effect=lambda *x, **kw: (seen.append(blas()), real(*x, **kw))[1]):
-        got = linalg.matmul(a, b)
-    with threadpool_limits(1, user_api="blas"):
-        want = np.matmul(a, b)
-    assert got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
-    m = a.shape[-2]
-    split = 2 * want.size * a.shape[-1] >= linalg.SPLIT_FLOPS and m >= 2 * linalg.ROW_BLOCK
-    assert len(seen) == (m // linalg.ROW_BLOCK if split else 1)
-    assert seen == [[1] * len(before)] * len(seen)
-    assert blas() == before
+    real = np.matmul
+    # quiet; a conv split just before (``recently_split``); other processes busy on our cores
+    for split, busy in ((False, False), (True, False), (False, True)):
+        seen = []
+        with mock.patch.object(linalg.np, "matmul",
+                               side_effect=lambda *x: (seen.append(blas()), real(*x))[1]), \
+                mock.patch.object(linalg, "recently_split", lambda: split), \
+                mock.patch.object(linalg, "others_busy", lambda: busy):
+            got = linalg.matmul(a, b)
+        np.testing.assert_array_equal(got, np.matmul(a, b))
+        small = 2 * a.size * b.shape[-1] < linalg.SINGLE_THREAD_FLOPS  # a's batch covers b's
+        assert seen == [[1] * len(before) if small or split or busy else before]
+        assert blas() == before
 
 
 @pytest.mark.parametrize("shapes", [((64, 1), (1, 6272)), ((3, 5, 1), (1, 4)),
@@ -255,6 +252,39 @@ def test_matmul_outer_products_are_numpys_bits(shapes, dtype):
     got, want = linalg.matmul(a, b), np.matmul(a, b)
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+
+
+def test_others_busy_reads_other_processes_work_on_our_cores():
+    """``others_busy``: (busy CPU s of our cores - our own CPU s) / wall s >= OTHERS_BUSY,
+    re-read only after LOAD_WINDOW_S; the real counters parse on this machine."""
+    from unittest import mock
+    from scratchgen.kernels.cpu import parallel
+    snap = parallel._cpu_snapshot()
+    assert snap is None or (snap[0] >= 0 and snap[1] >= 0)
+    clock, counters = [100.0], [(50.0, 10.0)]
+    with mock.patch.object(parallel, "_cpu_snapshot", lambda: counters[0]), \
+            mock.patch.object(parallel.time, "monotonic", lambda: clock[0]), \
+            mock.patch.dict(parallel._state, {"load": None}):
+        parallel._state.pop("load")
+        assert not parallel.others_busy()             # first reading: no window yet
+        clock[0], counters[0] = 101.0, (51.9, 11.0)   # 1.9 busy, 1.0 ours: others 0.9
+        assert parallel.others_busy()
+        clock[0], counters[0] = 101.1, (99.0, 11.0)   # within the window: not re-read
+        assert parallel.others_busy()
+        clock[0], counters[0] = 102.1, (53.1, 12.0)   # since 101.0: 1.2 busy, 1.0 ours
+        assert not parallel.others_busy()
+
+
+def test_recently_split_follows_a_split():
+    """A conv split marks the next ``SPIN_S`` seconds, whatever its outcome."""
+    from scratchgen.kernels.cpu import parallel
+    parallel._state["split_until"] = 0.0
+    assert not parallel.recently_split()
+    parallel.parallel_chunks(lambda n0, n1: None, [(0, 1)])  # one chunk: no split
+    assert not parallel.recently_split()
+    parallel.parallel_chunks(lambda n0, n1: None, [(0, 1), (1, 2)])
+    assert parallel.recently_split() == (parallel.n_threads() > 1)
+    parallel._state["split_until"] = 0.0
 
 
 def test_malloc_keeps_freed_memory_unless_the_user_tuned_it():
@@ -289,7 +319,7 @@ def test_matmul_copies_zero_and_negative_stride_operands_for_blas(dtype):
     for a, b in cases:
         seen = []
         with mock.patch.object(linalg.np, "matmul",
-                               side_effect=lambda *x, **kw: (seen.append(x), real(*x, **kw))[1]):
+                               side_effect=lambda *x: (seen.append(x), real(*x))[1]):
             got = linalg.matmul(a, b)
         assert all(min(m.strides[-2:]) > 0 for m in seen[0])
         want = real(np.ascontiguousarray(a), np.ascontiguousarray(b))
