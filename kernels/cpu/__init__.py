@@ -1,7 +1,6 @@
 """The ``cpu`` backend's kernels: numba loops (im2col / col2im, Winograd transforms, fused Adam,
 ReLU, conv bias) plus OpenBLAS GEMMs, one BLAS thread per worker (``parallel.py``); glibc's
-malloc keeps freed memory (``memory.py``). Each convolution pass runs the algorithm that
-``routes.py``'s table picks for its geometry.
+malloc keeps freed memory (``memory.py``).
 
 Same interface as :mod:`scratchgen.kernels.reference`.
 """
