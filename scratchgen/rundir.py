@@ -12,25 +12,19 @@ Guarantees:
 
 * **One writer.** A process holding a ``RunDir`` holds ``fcntl.flock`` on ``<run>/.lock``,
   which records its PID; a second writer gets :class:`RunDirError` naming that PID. The
-  kernel releases the lock when its holder dies, so a stale lock is simply taken over. The
-  lock file is opened with ``O_NOFOLLOW``: a ``.lock`` that is a symbolic link (or not a
-  plain file of its own) is refused, never written through.
-  ``RunDir.open(path, shared=True)`` is for readers that write beside the run (``eval``,
-  ``sample``): a shared lock, refused while a writer trains it (and a writer is refused
-  while they read). ``RunDir.open(path, readonly=True)`` reads a run (even one being trained,
-  or on read-only media) without any lock; its writing methods raise.
+  kernel releases the lock when its holder dies, so a stale lock is simply taken over.
+  ``RunDir.open(path, readonly=True)`` reads a run (even one being trained, or on read-only
+  media) without the lock; its writing methods raise.
 * **Nothing of the user's is overwritten.** :meth:`RunDir.create` accepts only a path that
   does not exist or an empty folder; closing a run that never got a ``config.json`` removes
   what ``create`` made.
 * **Every write is atomic** (temporary file, fsync, rename): ``config.json``,
   :meth:`write_json` files, checkpoints (``sg.save``) and the truncation of
   ``metrics.jsonl``, which is otherwise only appended to. Temporary files of killed writers
-  (``.scratchgen-*.tmp``, a pattern no user chooses) are removed by :meth:`RunDir.open`;
-  any other file is left alone.
+  (``*.tmp``) are removed by :meth:`RunDir.open`.
 * **"Last good" is true.** :meth:`save_checkpoint` refuses a state holding a non-finite float
   array (:class:`NonFiniteStateError`, naming its key); :meth:`load_latest` uses the newest
-  checkpoint that loads and is finite, warning about each newer one it skips; a run with no
-  checkpoint at all is :class:`NoCheckpointError`.
+  checkpoint that loads and is finite, warning about each newer one it skips.
 * **OS failures are one line.** ``OSError`` from the file system (disk full, read-only,
   permission) comes out as :class:`RunDirError` with :func:`os_error_message`'s text.
 """
@@ -41,7 +35,6 @@ import json
 import math
 import os
 import re
-import stat
 import time
 from pathlib import Path
 
@@ -52,9 +45,6 @@ from scratchgen.autograd.tensor import Tensor
 from scratchgen.io import CheckpointError, atomic_write, load, save
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.npz$")
-# temporaries of scratchgen.io.atomic_write; the second form is of versions before 0.1.1
-TMP_RE = re.compile(r"^\.(scratchgen-.+|(config\.json|metrics\.jsonl|eval\.json|"
-                    r"ckpt-\d{8}\.npz)\.[A-Za-z0-9_]+)\.tmp$")
 CONFIG, METRICS, LOCK = "config.json", "metrics.jsonl", ".lock"
 RUN_KEYS = ("model", "dataset", "hyperparameters")  # what every run's config.json holds
 
@@ -66,10 +56,6 @@ class RunDirError(Exception):
     def __init__(self, message, path=None):
         super().__init__(message)
         self.path = None if path is None else str(path)
-
-
-class NoCheckpointError(RunDirError):
-    """A run holds no checkpoint at all (it was stopped before its first)."""
 
 
 class NonFiniteStateError(RunDirError):
@@ -150,12 +136,6 @@ def _taken(p):
             "changed; choose another --out")
 
 
-def _step_of(record):
-    """A metrics record's ``step`` when it is a whole number >= 0, else -1."""
-    v = record.get("step")
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else -1
-
-
 def first_non_finite(state, where=""):
     """The key path (``'modules/net/0.weight'``) of the first float array (Tensor, NumPy or
     backend array, NumPy float scalar) in ``state`` holding NaN or infinity, else None."""
@@ -178,23 +158,12 @@ def first_non_finite(state, where=""):
     return None
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 class RunDir:
     """A run directory held (locked) by this process; see the module doc."""
 
     def __init__(self, path, readonly=False):
         self.path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
         self.readonly = readonly
-        self.shared = False
         self._lock_fd = None
         self._metrics = None
         self._made = []  # folders create() made, removed again if no config.json is written
@@ -243,12 +212,10 @@ class RunDir:
         return rd
 
     @classmethod
-    def open(cls, path, readonly=False, shared=False):
+    def open(cls, path, readonly=False):
         """An existing run (``config.json`` present). Takes the lock and removes temporary
-        files left by killed writers; ``readonly=True`` does neither (for reading only);
-        ``shared=True`` takes a shared lock (refused while the run trains) and is read-only
-        too (for commands that read the run and write beside it)."""
-        rd = cls(path, readonly=readonly or shared)
+        files left by killed writers; ``readonly=True`` does neither (for reading only)."""
+        rd = cls(path, readonly=readonly)
         p = rd.path
         if not p.is_dir():
             what = "no such run directory" if not p.exists() else "not a folder"
@@ -256,15 +223,12 @@ class RunDir:
         if not (p / CONFIG).is_file():
             raise RunDirError(f"{p}: not a scratchgen run directory (no {CONFIG}); give the "
                               "folder a run was trained into", p)
-        if shared:
-            rd.shared = True
-            rd._lock()
-        if readonly or shared:
+        if readonly:
             return rd
         rd._lock()
         try:
             for name in os.listdir(p):
-                if TMP_RE.match(name) and (p / name).is_file() and not (p / name).is_symlink():
+                if name.endswith(".tmp") and (p / name).is_file():
                     (p / name).unlink()
         except OSError as e:
             rd.close()
@@ -273,43 +237,22 @@ class RunDir:
 
     def _lock(self):
         lock = self.path / LOCK
-        flags = os.O_RDONLY if self.shared else os.O_RDWR | os.O_CREAT
         try:
-            fd = os.open(lock, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-        except FileNotFoundError:  # a reader of a run that no writer has locked since
-            return
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise RunDirError(f"{lock}: is a symbolic link, not scratchgen's lock file; "
-                                  "nothing was written through it; remove the link (or choose "
-                                  "another folder)", lock) from None
             raise _os_error(e, lock) from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            os.close(fd)
-            what = "a hard link to another file" if stat.S_ISREG(st.st_mode) else \
-                "not a plain file"
-            raise RunDirError(f"{lock}: is {what}, not scratchgen's lock file; nothing was "
-                              "written to it; remove it (or choose another folder)", lock)
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 os.close(fd)
                 raise _os_error(e, lock) from None
             pid = self._holder(fd)
             os.close(fd)
-            if self.shared:
-                raise RunDirError(f"{self.path}: in use by process {pid or '(unknown)'} (a "
-                                  "scratchgen training is writing this run); wait for it to "
-                                  "finish or stop it, then run this again", self.path) from None
-            who = f"process {pid}" if pid and _alive(pid) else \
-                "another process (a scratchgen eval or sample reading it)"
-            raise RunDirError(f"{self.path}: in use by {who}; wait for it to finish or stop "
-                              "it, or choose another --out", self.path) from None
-        if self.shared:
-            self._lock_fd = fd
-            return
+            who = f"process {pid}" if pid else "another process"
+            raise RunDirError(f"{self.path}: in use by {who} (another scratchgen is writing "
+                              "this run); wait for it to finish or stop it, or choose another "
+                              "--out", self.path) from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -343,7 +286,7 @@ class RunDir:
             self._metrics = None
         if self._lock_fd is None:
             return
-        if not self.shared and not (self.path / CONFIG).exists():
+        if not (self.path / CONFIG).exists():
             try:
                 (self.path / LOCK).unlink()
             except OSError:
@@ -444,15 +387,14 @@ class RunDir:
         return out
 
     def truncate_metrics(self, step):
-        """Drop the records with ``step`` > ``step`` (and lines that are unreadable or lack
-        a whole-number ``step``, e.g. edited by hand), atomically: the
+        """Drop the records with ``step`` > ``step`` (and unreadable lines), atomically: the
         new file replaces the old by rename, so a kill leaves one or the other, never an
         empty or partial file. Returns the ``time`` of the last record kept (0.0 if none)."""
         self._writable()
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
-        keep = [r for r in self.read_metrics() if 0 <= _step_of(r) <= step]
+        keep = [r for r in self.read_metrics() if r.get("step", 0) <= step]
         t = 0.0
         for r in keep:
             v = r.get("time")
@@ -523,6 +465,5 @@ class RunDir:
         if skipped:
             raise RunDirError(f"{self.path}: no usable checkpoint ({'; '.join(w for _, w in skipped)})"
                               "; start a new run", self.path)
-        raise NoCheckpointError(f"{self.path}: no checkpoint (ckpt-XXXXXXXX.npz) there yet; "
-                                f"train it (scratchgen train --resume {self.path} starts it "
-                                "from step 0)", self.path)
+        raise RunDirError(f"{self.path}: no checkpoint (ckpt-XXXXXXXX.npz) there; train it "
+                          f"first (scratchgen train --resume {self.path})", self.path)
