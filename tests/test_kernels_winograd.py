@@ -100,13 +100,26 @@ def test_winograd_route_matches_reference(case):
 
 @pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 2), (3, 2)])
 def test_matrices_compute_a_correlation(m, r):
-    """A^T [(G g) (.) (B^T d)] = the valid correlation of d (alpha) with g (r), float64."""
+    """A^T [(G g) (.) (B^T d)] = the valid correlation of d (alpha) with g (r), float64, to the
+    error bound: B^T comes from lstsq (its last bits are LAPACK's and the BLAS kernel's), so
+    the identity sum_j A^T_ij G_jk B^T_jl = [l == i + k] holds up to a residual R_ikl,
+    within the 1e-12 ``matrices`` promises, that moves y_i by sum_kl |g_k| |R_ikl| |d_l|; on
+    top, each side's sums of at most n = 2 alpha + r terms round by n eps of the sums of their
+    terms' magnitudes."""
     at, g, bt = winograd.matrices(m, r)
+    al = m + r - 1
+    i, k, l = np.ogrid[:m, :r, :al]
+    resid = abs(np.einsum("ij,jk,jl->ikl", at, g, bt) - (l == i + k))
+    assert resid.max() <= 1e-12
+    eps, n = np.finfo(float).eps, 2 * al + r
     rng = np.random.default_rng(m * 10 + r)
     for _ in range(5):
-        gv, d = rng.standard_normal(r), rng.standard_normal(m + r - 1)
+        gv, d = rng.standard_normal(r), rng.standard_normal(al)
         want = np.array([d[i:i + r] @ gv for i in range(m)])
-        np.testing.assert_allclose(at @ ((g @ gv) * (bt @ d)), want, rtol=0, atol=1e-13)
+        sums = abs(at) @ ((abs(g) @ abs(gv)) * (abs(bt) @ abs(d))) + \
+            np.array([abs(d[i:i + r]) @ abs(gv) for i in range(m)])
+        bound = np.einsum("k,ikl,l->i", abs(gv), resid, abs(d)) + 2 * n * eps * sums
+        assert np.all(abs(at @ ((g @ gv) * (bt @ d)) - want) <= bound)
 
 
 @pytest.mark.parametrize("m", [2, 4])
