@@ -49,6 +49,47 @@ CONFIG, METRICS, LOCK = "config.json", "metrics.jsonl", ".lock"
 RUN_KEYS = ("model", "dataset", "hyperparameters")  # what every run's config.json holds
 
 
+class LockHeld(Exception):
+    """Another process holds the lock; ``pid``: the PID it wrote (None if unreadable)."""
+
+    def __init__(self, pid):
+        super().__init__(pid)
+        self.pid = pid
+
+
+def take_lock(path):
+    """An fd of ``path`` (created if missing) under an exclusive ``fcntl.flock``, our PID
+    written in it; :class:`LockHeld` when another process holds it, ``OSError`` otherwise.
+    Closing the fd releases the lock."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        busy = e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+        pid = _holder(fd) if busy else None
+        os.close(fd)
+        if not busy:
+            raise
+        raise LockHeld(pid) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _holder(fd):
+    """The PID written in a held lock file (the holder writes it just after locking)."""
+    for _ in range(20):
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.01)
+    return None
+
+
 class RunDirError(Exception):
     """A run directory cannot be used; the message is one line: the path, what is wrong and
     what to do. ``.path`` is the path concerned."""
@@ -238,38 +279,14 @@ class RunDir:
     def _lock(self):
         lock = self.path / LOCK
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise _os_error(e, lock) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                os.close(fd)
-                raise _os_error(e, lock) from None
-            pid = self._holder(fd)
-            os.close(fd)
-            who = f"process {pid}" if pid else "another process"
+            self._lock_fd = take_lock(lock)
+        except LockHeld as e:
+            who = f"process {e.pid}" if e.pid else "another process"
             raise RunDirError(f"{self.path}: in use by {who} (another scratchgen is writing "
                               "this run); wait for it to finish or stop it, or choose another "
                               "--out", self.path) from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as e:
-            os.close(fd)
             raise _os_error(e, lock) from None
-        self._lock_fd = fd
-
-    @staticmethod
-    def _holder(fd):
-        """The PID written in a held lock file (the holder writes it just after locking)."""
-        for _ in range(20):
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            if text.isdigit():
-                return int(text)
-            time.sleep(0.01)
-        return None
 
     def _remove_made(self):
         for d in reversed(self._made):

@@ -11,14 +11,13 @@ that evaluation only when a run ends); *running* while a live process holds its 
 when its last attempt ended in an error (kept until ``--retry-failed``); *stopped* when it has a
 directory but is none of these (resumed from its newest checkpoint); otherwise *pending*.
 """
-import errno
 import fcntl
 import json
 import os
 from pathlib import Path
 
 from scratchgen.io import atomic_write
-from scratchgen.rundir import CKPT_RE, CONFIG, LOCK, os_error_message
+from scratchgen.rundir import CKPT_RE, CONFIG, LOCK, LockHeld, os_error_message, take_lock
 from scratchgen.sweep.study import StudyError
 
 STATES = ("finished", "running", "stopped", "failed", "pending")
@@ -145,20 +144,12 @@ class StudyDir:
         return sd
 
     def _lock(self):
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StudyError(f"{self.path}: in use by process {pid or '?'} (another "
-                                 "scratchgen sweep is running this study); wait for it or "
-                                 "stop it") from None
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+            self._fd = take_lock(self.path / ".lock")
+        except LockHeld as e:
+            raise StudyError(f"{self.path}: in use by process {e.pid or '?'} (another "
+                             "scratchgen sweep is running this study); wait for it or "
+                             "stop it") from None
 
     def close(self):
         if self._fd is not None:
