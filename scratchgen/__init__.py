@@ -8,6 +8,8 @@
 """
 __version__ = "0.1.0"
 
+from scratchgen import _interrupt  # noqa: F401  (first: Ctrl-C while the command starts)
+
 from scratchgen import backend
 from scratchgen.autograd import (Tensor, tensor, grad, no_grad, enable_grad, is_grad_enabled,
                                  Primitive, primitive)

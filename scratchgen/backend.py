@@ -51,7 +51,7 @@ def _select(value, origin):
     except ImportError as e:
         raise BackendError(
             f"{origin}=cuda needs CuPy, which is not installed ({e}); "
-            f"install it with `pip install -e .[cuda]`, or use {origin}=cpu") from e
+            f"install it with `pip install -e '.[cuda]'`, or use {origin}=cpu") from e
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # no driver, no device
@@ -67,7 +67,7 @@ def _select(value, origin):
         raise BackendError(
             f"{origin}=cuda: CuPy cannot compile or run kernels on this GPU "
             f"({type(e).__name__}: {msg}); on a driver-only machine install CuPy's CUDA "
-            f"components with `pip install -e .[cuda]`, or use {origin}=cpu") from e
+            f"components with `pip install -e '.[cuda]'`, or use {origin}=cpu") from e
     return cupy, k, cupy.ndarray
 
 

@@ -19,9 +19,11 @@ Exit codes: 0 done; 2 a user mistake or an OS-level failure (bad name, path or o
 full, read-only, permission, out of memory: one ``error:`` line naming what and what to do,
 no traceback; ``SCRATCHGEN_DEBUG=1`` shows the traceback); 3 a non-finite loss or weight
 stopped training; 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint; 1
-``gradcheck`` failures.
+``gradcheck`` failures. Ctrl-C at any other moment is one line (exit 130). A closed stdout or
+stderr (``scratchgen train ... | head``) silences the output; the command goes on.
 """
 import argparse
+import errno
 import json
 import os
 import sys
@@ -160,8 +162,58 @@ class _Usage(Exception):
     pass
 
 
+class _Quiet:
+    """A text stream that goes quiet once its reader has gone (``| head``): the file
+    descriptor is pointed at ``os.devnull`` instead of the command failing."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as e:
+            self._gone(e)
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as e:
+            self._gone(e)
+
+    def _gone(self, e):
+        if e.errno != errno.EPIPE:
+            raise e
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, self._stream.fileno())
+        finally:
+            os.close(null)
+
+
 def main(argv=None):
     """Entry point; returns the exit code (see the module docstring)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Quiet(sys.stdout), _Quiet(sys.stderr)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # during the imports or argument parsing
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -240,6 +292,12 @@ def _list_hyperparameters(args):
 
 
 def _eval(args, argv):
+    from scratchgen.rundir import RunDir
+    with RunDir.open(args.run_dir, shared=True):  # refused while the run trains
+        return _eval_locked(args)
+
+
+def _eval_locked(args):
     from scratchgen import trainer
     task, data, config, step = trainer.load_run(args.run_dir, data_dir=args.data_dir)
     if args.overrides:
@@ -271,8 +329,6 @@ def _write_atomic(path, write):
 
 
 def _sample(args, argv):
-    import numpy as np
-    from scratchgen import trainer
     from scratchgen.spec import Param
     n = Param("n", int, 64, low=1, high=MAX_SAMPLES).parse(args.n, "-n")
     seed = Param("seed", int, 0, low=0).parse(args.seed, "--seed")
@@ -281,6 +337,20 @@ def _sample(args, argv):
     if out.suffix.lower() not in (".png", ".npy"):
         raise _Usage(f"-o {out}: unsupported extension {out.suffix or '(none)'!r}; give a .png "
                      "(picture) or .npy (raw samples) file")
+    for folder in out.absolute().parents:
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise _Usage(f"-o {out}: {folder}: is a file, not a folder; choose another "
+                             "path for the samples")
+            break
+    from scratchgen.rundir import RunDir
+    with RunDir.open(args.run_dir, shared=True):  # refused while the run trains
+        return _sample_locked(args, out, n, seed)
+
+
+def _sample_locked(args, out, n, seed):
+    import numpy as np
+    from scratchgen import trainer
     task, data, config, step = trainer.load_run(args.run_dir, data_dir=args.data_dir)
     x = np.asarray(task.sample(n, np.random.default_rng(seed)))
     if not np.all(np.isfinite(x)):

@@ -160,13 +160,14 @@ def save(obj, path, format="scratchgen"):
 
 
 def atomic_write(path, write):
-    """Call ``write(f)`` on a binary temporary file ``.NAME.XXXX.tmp`` beside ``path``, flush
-    and fsync it, rename it over ``path`` and fsync the directory: a crash leaves the old
-    file or the new one, never a mixture (at worst a stray ``.tmp``, removed on failure)."""
+    """Call ``write(f)`` on a binary temporary file ``.scratchgen-NAME.XXXX.tmp`` beside
+    ``path``, flush and fsync it, rename it over ``path`` and fsync the directory: a crash
+    leaves the old file or the new one, never a mixture (at worst a stray ``.tmp``, removed on
+    failure)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp",
+                               prefix=".scratchgen-" + os.path.basename(path) + ".")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:

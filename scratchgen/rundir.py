@@ -12,19 +12,25 @@ Guarantees:
 
 * **One writer.** A process holding a ``RunDir`` holds ``fcntl.flock`` on ``<run>/.lock``,
   which records its PID; a second writer gets :class:`RunDirError` naming that PID. The
-  kernel releases the lock when its holder dies, so a stale lock is simply taken over.
-  ``RunDir.open(path, readonly=True)`` reads a run (even one being trained, or on read-only
-  media) without the lock; its writing methods raise.
+  kernel releases the lock when its holder dies, so a stale lock is simply taken over. The
+  lock file is opened with ``O_NOFOLLOW``: a ``.lock`` that is a symbolic link (or not a
+  plain file of its own) is refused, never written through.
+  ``RunDir.open(path, shared=True)`` is for readers that write beside the run (``eval``,
+  ``sample``): a shared lock, refused while a writer trains it (and a writer is refused
+  while they read). ``RunDir.open(path, readonly=True)`` reads a run (even one being trained,
+  or on read-only media) without any lock; its writing methods raise.
 * **Nothing of the user's is overwritten.** :meth:`RunDir.create` accepts only a path that
   does not exist or an empty folder; closing a run that never got a ``config.json`` removes
   what ``create`` made.
 * **Every write is atomic** (temporary file, fsync, rename): ``config.json``,
   :meth:`write_json` files, checkpoints (``sg.save``) and the truncation of
   ``metrics.jsonl``, which is otherwise only appended to. Temporary files of killed writers
-  (``*.tmp``) are removed by :meth:`RunDir.open`.
+  (``.scratchgen-*.tmp``, a pattern no user chooses) are removed by :meth:`RunDir.open`;
+  any other file is left alone.
 * **"Last good" is true.** :meth:`save_checkpoint` refuses a state holding a non-finite float
   array (:class:`NonFiniteStateError`, naming its key); :meth:`load_latest` uses the newest
-  checkpoint that loads and is finite, warning about each newer one it skips.
+  checkpoint that loads and is finite, warning about each newer one it skips; a run with no
+  checkpoint at all is :class:`NoCheckpointError`.
 * **OS failures are one line.** ``OSError`` from the file system (disk full, read-only,
   permission) comes out as :class:`RunDirError` with :func:`os_error_message`'s text.
 """
@@ -35,6 +41,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 from pathlib import Path
 
@@ -45,6 +52,9 @@ from scratchgen.autograd.tensor import Tensor
 from scratchgen.io import CheckpointError, atomic_write, load, save
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.npz$")
+# temporaries of scratchgen.io.atomic_write; the second form is of versions before 0.1.1
+TMP_RE = re.compile(r"^\.(scratchgen-.+|(config\.json|metrics\.jsonl|eval\.json|"
+                    r"ckpt-\d{8}\.npz)\.[A-Za-z0-9_]+)\.tmp$")
 CONFIG, METRICS, LOCK = "config.json", "metrics.jsonl", ".lock"
 RUN_KEYS = ("model", "dataset", "hyperparameters")  # what every run's config.json holds
 
@@ -57,13 +67,35 @@ class LockHeld(Exception):
         self.pid = pid
 
 
-def take_lock(path):
-    """An fd of ``path`` (created if missing) under an exclusive ``fcntl.flock``, our PID
-    written in it; :class:`LockHeld` when another process holds it, ``OSError`` otherwise.
-    Closing the fd releases the lock."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+class LockNotOurs(Exception):
+    """The lock path is not a plain file of its own (``what``: a symbolic link, a hard link
+    to another file, not a plain file); nothing was written through it."""
+
+    def __init__(self, what):
+        super().__init__(what)
+        self.what = what
+
+
+def take_lock(path, shared=False):
+    """An fd of ``path`` under ``fcntl.flock``: exclusive (the file created if missing and
+    our PID written in it) or ``shared`` (for readers; ``FileNotFoundError`` if missing).
+    Opened with ``O_NOFOLLOW``: a symbolic link, a hard link or a non-file is
+    :class:`LockNotOurs`, never written through. :class:`LockHeld` when another process holds
+    it, ``OSError`` otherwise. Closing the fd releases the lock."""
+    flags = os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise LockNotOurs("a symbolic link") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise LockNotOurs("a hard link to another file" if stat.S_ISREG(st.st_mode)
+                          else "not a plain file")
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as e:
         busy = e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
         pid = _holder(fd) if busy else None
@@ -71,6 +103,8 @@ def take_lock(path):
         if not busy:
             raise
         raise LockHeld(pid) from None
+    if shared:
+        return fd
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -97,6 +131,10 @@ class RunDirError(Exception):
     def __init__(self, message, path=None):
         super().__init__(message)
         self.path = None if path is None else str(path)
+
+
+class NoCheckpointError(RunDirError):
+    """A run holds no checkpoint at all (it was stopped before its first)."""
 
 
 class NonFiniteStateError(RunDirError):
@@ -177,6 +215,12 @@ def _taken(p):
             "changed; choose another --out")
 
 
+def _step_of(record):
+    """A metrics record's ``step`` when it is a whole number >= 0, else -1."""
+    v = record.get("step")
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else -1
+
+
 def first_non_finite(state, where=""):
     """The key path (``'modules/net/0.weight'``) of the first float array (Tensor, NumPy or
     backend array, NumPy float scalar) in ``state`` holding NaN or infinity, else None."""
@@ -199,12 +243,23 @@ def first_non_finite(state, where=""):
     return None
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 class RunDir:
     """A run directory held (locked) by this process; see the module doc."""
 
     def __init__(self, path, readonly=False):
         self.path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
         self.readonly = readonly
+        self.shared = False
         self._lock_fd = None
         self._metrics = None
         self._made = []  # folders create() made, removed again if no config.json is written
@@ -253,10 +308,12 @@ class RunDir:
         return rd
 
     @classmethod
-    def open(cls, path, readonly=False):
+    def open(cls, path, readonly=False, shared=False):
         """An existing run (``config.json`` present). Takes the lock and removes temporary
-        files left by killed writers; ``readonly=True`` does neither (for reading only)."""
-        rd = cls(path, readonly=readonly)
+        files left by killed writers; ``readonly=True`` does neither (for reading only);
+        ``shared=True`` takes a shared lock (refused while the run trains) and is read-only
+        too (for commands that read the run and write beside it)."""
+        rd = cls(path, readonly=readonly or shared)
         p = rd.path
         if not p.is_dir():
             what = "no such run directory" if not p.exists() else "not a folder"
@@ -264,12 +321,15 @@ class RunDir:
         if not (p / CONFIG).is_file():
             raise RunDirError(f"{p}: not a scratchgen run directory (no {CONFIG}); give the "
                               "folder a run was trained into", p)
-        if readonly:
+        if shared:
+            rd.shared = True
+            rd._lock()
+        if readonly or shared:
             return rd
         rd._lock()
         try:
             for name in os.listdir(p):
-                if name.endswith(".tmp") and (p / name).is_file():
+                if TMP_RE.match(name) and (p / name).is_file() and not (p / name).is_symlink():
                     (p / name).unlink()
         except OSError as e:
             rd.close()
@@ -279,12 +339,22 @@ class RunDir:
     def _lock(self):
         lock = self.path / LOCK
         try:
-            self._lock_fd = take_lock(lock)
+            self._lock_fd = take_lock(lock, shared=self.shared)
+        except FileNotFoundError:  # a reader of a run that no writer has locked since
+            return
+        except LockNotOurs as e:
+            raise RunDirError(f"{lock}: is {e.what}, not scratchgen's lock file; nothing was "
+                              "written through it; remove it (or choose another folder)",
+                              lock) from None
         except LockHeld as e:
-            who = f"process {e.pid}" if e.pid else "another process"
-            raise RunDirError(f"{self.path}: in use by {who} (another scratchgen is writing "
-                              "this run); wait for it to finish or stop it, or choose another "
-                              "--out", self.path) from None
+            if self.shared:
+                raise RunDirError(f"{self.path}: in use by process {e.pid or '(unknown)'} (a "
+                                  "scratchgen training is writing this run); wait for it to "
+                                  "finish or stop it, then run this again", self.path) from None
+            who = f"process {e.pid}" if e.pid and _alive(e.pid) else \
+                "another process (a scratchgen eval or sample reading it)"
+            raise RunDirError(f"{self.path}: in use by {who}; wait for it to finish or stop "
+                              "it, or choose another --out", self.path) from None
         except OSError as e:
             raise _os_error(e, lock) from None
 
@@ -303,7 +373,7 @@ class RunDir:
             self._metrics = None
         if self._lock_fd is None:
             return
-        if not (self.path / CONFIG).exists():
+        if not self.shared and not (self.path / CONFIG).exists():
             try:
                 (self.path / LOCK).unlink()
             except OSError:
@@ -404,14 +474,15 @@ class RunDir:
         return out
 
     def truncate_metrics(self, step):
-        """Drop the records with ``step`` > ``step`` (and unreadable lines), atomically: the
+        """Drop the records with ``step`` > ``step`` (and lines that are unreadable or lack
+        a whole-number ``step``, e.g. edited by hand), atomically: the
         new file replaces the old by rename, so a kill leaves one or the other, never an
         empty or partial file. Returns the ``time`` of the last record kept (0.0 if none)."""
         self._writable()
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
-        keep = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        keep = [r for r in self.read_metrics() if 0 <= _step_of(r) <= step]
         t = 0.0
         for r in keep:
             v = r.get("time")
@@ -482,5 +553,6 @@ class RunDir:
         if skipped:
             raise RunDirError(f"{self.path}: no usable checkpoint ({'; '.join(w for _, w in skipped)})"
                               "; start a new run", self.path)
-        raise RunDirError(f"{self.path}: no checkpoint (ckpt-XXXXXXXX.npz) there; train it "
-                          f"first (scratchgen train --resume {self.path})", self.path)
+        raise NoCheckpointError(f"{self.path}: no checkpoint (ckpt-XXXXXXXX.npz) there yet; "
+                                f"train it (scratchgen train --resume {self.path} starts it "
+                                "from step 0)", self.path)

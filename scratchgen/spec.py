@@ -13,13 +13,12 @@ Traceback (most recent call last):
 ...
 scratchgen.spec.SpecError: --set width=0: out of range; allowed: an integer >= 1
 
-:class:`RunConfig` is a run's whole specification (model, data, steps, seed, cadences, the
-task's hyperparameters); it is what the harness, the tasks and ``config.json`` share, and
-``RunConfig.from_json(cfg.to_json()) == cfg``.
+:data:`RUN` declares a run's own settings (seed, steps, cadences...); a run's whole stored
+specification is :class:`scratchgen.runconfig.RunConfig`.
 """
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _NOUN = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -35,8 +34,9 @@ class SpecError(ValueError):
 class Param:
     """One setting. ``type``: int, float, bool, str, or list (of ``item``); ``low``/``high``
     inclusive bounds, ``above``/``below`` exclusive ones (of a number or of each list item);
-    ``choices`` for strings; ``optional``: None is allowed (meaning "automatic");
-    ``by_dataset``: other defaults for some datasets (e.g. ``{"mnist": 64}``)."""
+    ``choices`` for strings; ``length``: the number of items a list must have; ``optional``:
+    None is allowed (meaning "automatic"); ``by_dataset``: other defaults for some datasets
+    (e.g. ``{"mnist": 64}``)."""
 
     name: str
     type: type
@@ -48,6 +48,7 @@ class Param:
     below: float = None
     choices: tuple = None
     item: type = int
+    length: int = None
     optional: bool = False
     by_dataset: dict = field(default_factory=dict)
 
@@ -67,7 +68,8 @@ class Param:
                       f"< {self.below:g}" if self.below is not None else None]
             text += " " + " and ".join(b for b in bounds if b) if any(bounds) else ""
             if self.type is list:
-                text = f"a list of {text.replace('an integer', 'integers').replace('a number', 'numbers')}"
+                items = text.replace('an integer', 'integers').replace('a number', 'numbers')
+                text = f"a list of {'' if self.length is None else f'{self.length} '}{items}"
         return text + (" (or null: automatic)" if self.optional else "")
 
     def parse(self, value, label=None):
@@ -96,6 +98,8 @@ class Param:
                     fail("not a list")
             if not isinstance(items, (list, tuple)):
                 fail("not a list")
+            if self.length is not None and len(items) != self.length:
+                fail(f"{len(items)} values, not {self.length}")
             out = [self._scalar(v, self.item, fail) for v in items]
             for v in out:
                 self._check_range(v, fail)
@@ -232,8 +236,8 @@ RUN = Spec(
     Param("split", str, "train", "MNIST split", choices=("train", "test")),
     Param("log_every", int, None, "steps between metric lines (default steps/200)", low=1,
           optional=True),
-    Param("eval_every", int, None, "steps between evaluations (default steps/5)", low=1,
-          optional=True),
+    Param("eval_every", int, None, "steps between evaluations (default steps/5, at least "
+          "50: a short run evaluates once, at its end)", low=1, optional=True),
     Param("ckpt_every", int, None, "steps between checkpoints (default steps/10)", low=1,
           optional=True),
     Param("keep_checkpoints", int, None, "checkpoints kept (default 3)", low=1, optional=True),
@@ -249,64 +253,22 @@ def check_option(name, value):
     return RUN.params[name].parse(value, FLAGS[name])
 
 
+MIN_EVAL_EVERY = 50
+
+
 def resolve_schedule(schedule, steps):
-    """Cadences left None: log 200 times, evaluate 5 times, checkpoint 10 times over
-    ``steps``; keep 3 checkpoints. Stored resolved, so a resumed run keeps them."""
-    auto = {"log_every": max(1, steps // 200), "eval_every": max(1, steps // 5),
+    """Cadences left None: log 200 times, evaluate 5 times (but at most every
+    :data:`MIN_EVAL_EVERY` steps: an evaluation may cost as much as many steps), checkpoint 10
+    times over ``steps``; keep 3 checkpoints. Stored resolved, so a resumed run keeps them.
+
+    >>> resolve_schedule({}, 20)["eval_every"], resolve_schedule({}, 2000)["eval_every"]
+    (20, 400)
+    """
+    auto = {"log_every": max(1, steps // 200),
+            "eval_every": max(1, steps // 5, min(steps, MIN_EVAL_EVERY)),
             "ckpt_every": max(1, steps // 10), "keep_checkpoints": 3}
     return {k: auto[k] if schedule.get(k) is None else check_option(k, schedule[k])
             for k in SCHEDULE}
-
-
-@dataclass
-class RunConfig:
-    """A run's specification, as stored in ``config.json``. ``hyperparameters`` are the
-    task's checked :class:`HParams`; ``data_dir`` and array datasets are absolute paths;
-    ``history`` records changes made on resume (``{"step", "lr"}``...); ``meta`` holds what
-    describes rather than specifies the run (version, backend, argv, the data's shape);
-    ``pending`` (never stored) what this session asked for that the harness resolves when it
-    opens the run: ``epochs``/``steps`` (a resume's new end), ``lr_was`` (a lowered lr)."""
-
-    model: str
-    dataset: str
-    hyperparameters: HParams
-    steps: int = 2000
-    seed: int = 0
-    split: str = "train"
-    holdout: int = 0
-    data_dir: str = None
-    schedule: dict = field(default_factory=dict)
-    history: list = field(default_factory=list)
-    meta: dict = field(default_factory=dict)
-    pending: dict = field(default_factory=dict, compare=False)
-
-    def to_json(self):
-        out = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name not in ("meta", "pending")}
-        out["hyperparameters"] = self.hyperparameters.to_dict()
-        return {**out, **self.meta}
-
-    @classmethod
-    def from_json(cls, cfg, origin="config.json"):
-        """The run of a stored ``config.json`` dict; every value checked against today's
-        declaration (keys added since the run was written take their defaults; run settings
-        that older versions copied into the hyperparameters, like ``seed``, are dropped)."""
-        from scratchgen.rundir import RUN_KEYS
-        from scratchgen.tasks import get_task
-        names = {f.name for f in fields(cls)}
-        missing = [k for k in RUN_KEYS if k not in cfg]
-        if missing:
-            raise SpecError(f"{origin}: no {', '.join(missing)}; not a scratchgen run config")
-        task = get_task(cfg["model"])
-        stored = {k: v for k, v in cfg["hyperparameters"].items() if k not in RUN.params}
-        hp = task.spec.build(stored, cfg["dataset"],
-                             origin=f"{origin}: hyperparameter")
-        run = {k: RUN.params[k].parse(cfg[k], f"{origin}: {k}") for k in
-               ("steps", "seed", "split", "holdout") if k in cfg}
-        return cls(model=cfg["model"], dataset=cfg["dataset"], hyperparameters=hp,
-                   data_dir=cfg.get("data_dir"), schedule=dict(cfg.get("schedule") or {}),
-                   history=list(cfg.get("history") or []),
-                   meta={k: v for k, v in cfg.items() if k not in names}, **run)
 
 
 def absolute(path):

@@ -9,6 +9,8 @@ metric curves. Register a task with :func:`register` so ``scratchgen train NAME`
 from scratchgen.spec import RUN, HParams, Spec
 
 TASKS = {}
+BUILTIN = ("scratchgen.models",)  # the modules registering the built-in models, loaded by name
+# like plugins: models import this registry, never the other way round
 
 
 def register(cls):
@@ -18,11 +20,13 @@ def register(cls):
 
 
 def task_names():
-    """Names of the registered tasks: the built-in models (registered on import) and those of
-    the modules named in ``$SCRATCHGEN_PLUGINS`` (comma-separated), sorted."""
+    """Names of the registered tasks: the built-in models (:data:`BUILTIN`, registered on
+    import) and those of the modules named in ``$SCRATCHGEN_PLUGINS`` (comma-separated),
+    sorted."""
     import importlib
     import os
-    import scratchgen.models  # noqa: F401
+    for mod in BUILTIN:
+        importlib.import_module(mod)
     for mod in filter(None, os.environ.get("SCRATCHGEN_PLUGINS", "").split(",")):
         try:
             importlib.import_module(mod.strip())

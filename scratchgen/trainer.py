@@ -8,7 +8,7 @@ A run is opened (:func:`open_run`: a new run and a resumed one take the same pat
 (:func:`train`: the loop and its signals) and finished (:func:`finish`: evaluation, figures,
 summary). A run directory (:class:`~scratchgen.rundir.RunDir`, locked while written) holds
 
-* ``config.json``: the :class:`~scratchgen.spec.RunConfig` (model, dataset, split, holdout,
+* ``config.json``: the :class:`~scratchgen.runconfig.RunConfig` (model, dataset, split, holdout,
   seed, steps, the task's checked hyperparameters, the resolved ``schedule``, absolute data
   paths, the ``history`` of resumptions) and a description (version, backend, command line,
   the data's shape);
@@ -16,7 +16,8 @@ summary). A run directory (:class:`~scratchgen.rundir.RunDir`, locked while writ
   terms>}``, and one per evaluation, ``{"kind": "eval", "step", <metrics>}``; ``step`` counts
   completed steps, ``time`` is wall seconds since the run began (across resumptions);
 * ``ckpt-XXXXXXXX.npz`` (the last ``keep_checkpoints``, only ever from finite state): step,
-  batch index, modules, optimisers and ``task.state_dict()`` after step XXXXXXXX;
+  batch index, modules, optimisers and ``task.state_dict()`` after step XXXXXXXX, and the
+  run's settings (``RunConfig.settings()``: model, seed, split, holdout, hyperparameters);
 * ``eval.json`` (the latest evaluation), ``curves.png`` and the task's figures, redrawn at
   every evaluation (an image GAN's ``progress.png`` gains a row each time, kept in
   ``progress.npz``).
@@ -27,11 +28,18 @@ keeps their index) with ``step_rng(seed, k)``; modules are initialised after
 run resumed from it repeats the uninterrupted run bit for bit (on the CPU backends); resuming
 drops the metric lines logged after the checkpoint.
 
+``config.json`` is the one source of truth for the next step: on resume the checkpoint's
+recorded settings are compared with it; a learning rate that differs (``--lr``, or the file
+edited) is applied to the optimisers' state, any other difference is refused naming the key,
+and a checkpoint of another model is refused. A run stopped before its first checkpoint
+starts again from step 0.
+
 SIGINT / SIGTERM finish the current step, save a checkpoint and raise :class:`TrainingStopped`
 (``exit_code`` 130 / 143, the ``scratchgen`` command's exit status); a second Ctrl-C quits at
 once without saving. A non-finite loss term or weight stops the run before anything
 non-finite is saved (``exit_code`` 3), naming the step, the term and the last good checkpoint.
 """
+import json
 import math
 import signal
 import sys
@@ -39,14 +47,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy
+
 import scratchgen as sg
 from scratchgen import backend, optim, plots
 from scratchgen.autograd.tensor import Tensor
 from scratchgen.data import (DATASETS, STREAMS, DataSource, DatasetError, is_array_path,
                              split_array_spec, step_rng)
-from scratchgen.rundir import NonFiniteStateError, RunDir, RunDirError
-from scratchgen.spec import (FLAGS, RUN, SCHEDULE, RunConfig, SpecError, absolute,
-                             check_option, resolve_schedule)
+from scratchgen.rundir import NoCheckpointError, NonFiniteStateError, RunDir, RunDirError
+from scratchgen.runconfig import SETTINGS, RunConfig
+from scratchgen.spec import (FLAGS, RUN, SCHEDULE, SpecError, absolute, check_option,
+                             resolve_schedule)
 from scratchgen.tasks import get_task
 
 __all__ = ["run", "open_run", "train", "finish", "load_run", "build", "TrainingStopped",
@@ -109,7 +120,8 @@ def new_config(model, overrides=None, argv=None, **options):
 def resumed_config(stored, origin, **options):
     """A stored run's :class:`RunConfig` with the changes a resume may make: more ``steps``
     (or ``epochs``), another ``data_dir``, the cadences, a lower ``lr`` (recorded in
-    ``history``). Any other option is refused, naming it."""
+    ``history`` when it changes). Any other option is refused, naming it; so is a stored file
+    without ``steps`` unless ``steps``/``epochs`` say where the run ends."""
     fixed = [k for k, v in options.items() if v is not None and v != {} and k not in RESUMABLE]
     if fixed:
         names = {"overrides": "--set", "out": "--out"}
@@ -121,6 +133,10 @@ def resumed_config(stored, origin, **options):
                             if options.get(k) is not None})
     for key in ("steps", "epochs"):
         config.pending[key] = None if options.get(key) is None else check_option(key, options[key])
+    if config.steps is None and config.pending["steps"] is None and \
+            config.pending["epochs"] is None:
+        raise UsageError(f"{origin}: no steps (where the run ends); give --steps N, or add "
+                         '"steps": N to it')
     if options.get("lr") is not None:
         _lower_lr(config, options["lr"])
     return config
@@ -134,8 +150,9 @@ def _lower_lr(config, value):
     if lr > hp.lr:
         raise UsageError(f"--lr {value}: resuming may only lower the learning rate (the run's "
                          f"is {hp.lr:g}); start a new run to raise it")
-    config.hyperparameters = hp.replace(lr=lr)
-    config.pending["lr_was"] = hp.lr
+    if lr < hp.lr:  # recorded in history when the run opens (the step is known then)
+        config.hyperparameters = hp.replace(lr=lr)
+        config.pending["lr_was"] = hp.lr
 
 
 def relocate(config, data_dir):
@@ -174,8 +191,9 @@ def build(config):
     return task_cls(hp, data), data
 
 
-def _state(task, step, batch):
+def _state(task, step, batch, config):
     return {"format": CHECKPOINT_FORMAT, "step": step, "batch": batch,
+            "run": json.dumps(config.settings(), sort_keys=True),
             "modules": {k: m.state_dict() for k, m in task.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in task.optimizers().items()},
             "task": task.state_dict()}
@@ -291,22 +309,74 @@ def _default_out(config):
 
 
 def _restore_latest(rd, task, config):
-    path, state = rd.load_latest(warn=_warn)
-    version = config.meta.get("version")
-    step, batch = restore(task, path, state, version)
-    if "format" not in state:
-        _warn(f"warning: {path.name} has checkpoint format 1 (scratchgen {version}); "
-              f"continuing from training batch {batch} (a toy-data GAN draws its batches "
-              "differently now, so it will not repeat that version's run exactly)")
-    if "lr_was" in config.pending:  # a lowered learning rate replaces the checkpoint's
-        ratio = config.hyperparameters.lr / config.pending["lr_was"]
-        for opt in task.optimizers().values():
-            for group in opt.param_groups:
-                group["lr"] *= ratio
-                if "initial_lr" in group:  # the base of an lr_schedule
-                    group["initial_lr"] *= ratio
+    """(step, batch) of the run's newest intact checkpoint, restored into ``task`` with the
+    settings of ``config`` (see the module doc); (0, 0) for a run that has none yet."""
+    try:
+        path, state = rd.load_latest(warn=_warn)
+    except NoCheckpointError:
+        _warn(f"note: {rd.path} has no checkpoint yet (stopped before its first): training "
+              "it from step 0")
+        step, batch = 0, 0
+    else:
+        version = config.meta.get("version")
+        recorded = _check_settings(path, state, config)
+        step, batch = restore(task, path, state, version)
+        if "format" not in state:
+            _warn(f"warning: {path.name} has checkpoint format 1 (scratchgen {version}); "
+                  f"continuing from training batch {batch} (a toy-data GAN draws its batches "
+                  "differently now, so it will not repeat that version's run exactly)")
+        hp = config.hyperparameters
+        if "lr" in hp:  # config.json's rate replaces the one in the optimisers' state
+            was = recorded.get("lr", config.pending.get("lr_was", hp.lr))
+            if was != hp.lr and "lr_was" not in config.pending:
+                _warn(f"note: training on at lr {hp.lr:g} as {rd.path / 'config.json'} says "
+                      f"({path.name} was trained at {was:g})")
+            _set_lr(task, was, hp.lr)
+    if "lr_was" in config.pending:
         config.history.append({"step": step, "lr": config.hyperparameters.lr})
     return step, batch
+
+
+def _check_settings(path, state, config):
+    """The hyperparameters a checkpoint records, after refusing one of another model or one
+    whose settings other than lr differ from ``config`` (a hand-edited config.json)."""
+    if "run" not in state:  # written before checkpoints recorded their run
+        return {}
+    try:
+        recorded = json.loads(str(state["run"]))
+        model, hp = recorded["model"], recorded["hyperparameters"]
+    except (ValueError, TypeError, KeyError):
+        raise UsageError(f"{path}: its run settings are unreadable; remove it to resume from "
+                         "an older checkpoint") from None
+    if model != config.model:
+        raise UsageError(f"{path}: a checkpoint of a {model} run, not of this {config.model} "
+                         "run; remove it (or resume the run it belongs to)")
+    now = config.settings()
+    for key in SETTINGS[1:]:
+        if key in recorded and recorded[key] != now[key]:
+            _changed(path, key, now[key], recorded[key])
+    for key, value in now["hyperparameters"].items():
+        if key != "lr" and key in hp and hp[key] != value:
+            _changed(path, f"hyperparameters.{key}", value, hp[key])
+    return hp
+
+
+def _changed(path, key, now, then):
+    raise UsageError(f"{path.parent / 'config.json'}: {key} is {json.dumps(now)} but "
+                     f"{path.name} was trained with {json.dumps(then)}; only lr may change "
+                     "within a run: restore it, or start a new run with --out")
+
+
+def _set_lr(task, was, lr):
+    """Every optimiser's rates (and ``initial_lr``, the base of an lr_schedule) scaled from the
+    run's rate ``was`` to ``lr``; a group at exactly ``was`` gets exactly ``lr``."""
+    if was == lr:
+        return
+    for opt in task.optimizers().values():
+        for group in opt.param_groups:
+            for key in ("lr", "initial_lr"):
+                if key in group:
+                    group[key] = lr if group[key] == was else group[key] * (lr / was)
 
 
 def _settle(config, data, start):
@@ -400,8 +470,9 @@ def take_step(task, data, seed, step, batch):
     """Training step ``step`` as the harness runs it: the task's batches from index ``batch``
     on, the step's rng; returns (the logged terms as floats, the next batch index)."""
     n = task.batches_per_step(step)
-    logs = task.train_step(step, data.batches(batch, n), step_rng(seed, step))
-    return fetch_scalars(logs), batch + n
+    with numpy.errstate(all="ignore"):  # a diverging step is reported by the loop, in words
+        logs = task.train_step(step, data.batches(batch, n), step_rng(seed, step))
+        return fetch_scalars(logs), batch + n
 
 
 def _step(r):
@@ -419,7 +490,7 @@ def _step(r):
 
 def _checkpoint(r):
     try:
-        return r.dir.save_checkpoint(r.step, _state(r.task, r.step, r.batch),
+        return r.dir.save_checkpoint(r.step, _state(r.task, r.step, r.batch, r.config),
                                      r.config.schedule["keep_checkpoints"])
     except NonFiniteStateError as e:
         raise TrainingStopped(f"stopped: {e.key} holds NaN or infinite values after step "
@@ -457,7 +528,8 @@ def draw_figures(task, run_dir, seed, step):
 def finish(r, figures=True, t_start=None):
     """The end of a run: a final checkpoint and evaluation (not repeated when the run had
     already finished), figures and a summary on stdout."""
-    done = [e for e in r.dir.read_metrics() if e.get("kind") == "eval" and e["step"] == r.step]
+    done = [e for e in r.dir.read_metrics()
+            if e.get("kind") == "eval" and e.get("step") == r.step]
     if done:
         ev = {k: v for k, v in done[-1].items() if k not in ("kind", "step")}
     else:

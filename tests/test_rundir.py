@@ -99,12 +99,14 @@ def test_open_needs_a_run(tmp_path):
 
 def test_open_removes_temp_files_of_killed_writers(tmp_path):
     _run(tmp_path / "r").close()
-    strays = [".ckpt-00000005.npz.k2j4x9.tmp", ".config.json.abc.tmp", "metrics.jsonl.tmp"]
-    for name in strays:
+    strays = [".scratchgen-ckpt-00000005.npz.k2j4x9.tmp", ".scratchgen-config.json.abc.tmp",
+              ".config.json.abc12345.tmp"]  # the last: of versions before the prefix
+    for name in strays + ["metrics.jsonl.tmp", "analysis.tmp"]:  # the user's stay
         (tmp_path / "r" / name).write_bytes(b"\0" * 1000)
     (tmp_path / "r" / "notes.txt").write_text("kept")
     RunDir.open(tmp_path / "r").close()
-    assert sorted(os.listdir(tmp_path / "r")) == [".lock", "config.json", "notes.txt"]
+    assert sorted(os.listdir(tmp_path / "r")) == [".lock", "analysis.tmp", "config.json",
+                                                   "metrics.jsonl.tmp", "notes.txt"]
 
 
 def test_readonly_open_takes_no_lock_and_refuses_writes(tmp_path):

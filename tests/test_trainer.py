@@ -11,7 +11,8 @@ import pytest
 import scratchgen as sg
 from scratchgen import trainer
 from scratchgen.rundir import RunDirError
-from scratchgen.spec import Param, RunConfig, Spec, SpecError
+from scratchgen.runconfig import RunConfig
+from scratchgen.spec import Param, Spec, SpecError
 from scratchgen.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
@@ -166,12 +167,12 @@ def test_run_directory_contents_and_keep_last_k(tmp_path):
     assert cfg["model"] == "toy-regression" and cfg["seed"] == 0
     assert cfg["backend"] == sg.backend.name and cfg["version"] == sg.__version__
     assert cfg["hyperparameters"]["lr"] == 1e-2 and cfg["steps"] == 12
-    assert cfg["schedule"] == {"log_every": 1, "eval_every": 2, "ckpt_every": 2,
-                               "keep_checkpoints": 2}
+    assert cfg["schedule"] == {"log_every": 1, "eval_every": 12, "ckpt_every": 2,
+                               "keep_checkpoints": 2}  # a short run evaluates at its end
     assert [p.name for p in checkpoints(d)] == ["ckpt-00000010.npz", "ckpt-00000012.npz"]
     lines = metric_lines(d)
     assert [r["step"] for r in lines if r["kind"] == "train"] == list(range(1, 13))
-    assert [r["step"] for r in lines if r["kind"] == "eval"] == [2, 4, 6, 8, 10, 12]
+    assert [r["step"] for r in lines if r["kind"] == "eval"] == [12]
     assert "held_out_mse" in lines[-1]
     assert json.loads((d / "eval.json").read_text())["step"] == 12
     assert (d / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -217,7 +218,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
     assert [p.name for p in checkpoints(tmp_path / "w")] == []
 
 
-def test_resume_cannot_go_back_and_needs_a_checkpoint(tmp_path):
+def test_resume_cannot_go_back_and_starts_over_without_a_checkpoint(tmp_path):
     d = run_toy(tmp_path / "r", 6)
     with pytest.raises(trainer.UsageError, match="step 6"):
         trainer.run(resume=d, steps=3)
@@ -225,8 +226,10 @@ def test_resume_cannot_go_back_and_needs_a_checkpoint(tmp_path):
         trainer.run(resume=d, seed=3)
     for p in checkpoints(d):
         p.unlink()
-    with pytest.raises(RunDirError, match="no checkpoint"):
-        trainer.run(resume=d)
+    with pytest.raises(RunDirError, match="no checkpoint.*--resume.*from step 0"):
+        trainer.load_run(d)
+    trainer.run(resume=d, progress=False, final_plots=False)  # trained again from step 0
+    assert checkpoints(d)[-1].name == "ckpt-00000006.npz"
     with pytest.raises(RunDirError, match="config.json"):
         trainer.run(resume=tmp_path)
 

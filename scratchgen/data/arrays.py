@@ -23,6 +23,14 @@ def _check_array(arr, path, key=None):
             f"{where}: expected points (N,D), images (N,H,W) or (N,C,H,W), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise DatasetError(f"{where}: array holds no examples (shape {arr.shape})")
+    if arr.shape[0] == 1:
+        raise DatasetError(f"{where}: array holds one example (shape {arr.shape}); a model "
+                           "needs at least 2 to train and evaluate on")
+    if arr.ndim == 4 and arr.shape[1] not in (1, 3):
+        hint = ("; it looks like (N, H, W, C): save x.transpose(0, 3, 1, 2)"
+                if arr.shape[3] in (1, 3) else "")
+        raise DatasetError(f"{where}: images must be (N, C, H, W) with C = 1 or 3 channels, "
+                           f"got shape {arr.shape}{hint}")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise DatasetError(f"{where}: array contains NaN or infinite values")
     return arr
@@ -30,12 +38,20 @@ def _check_array(arr, path, key=None):
 
 def split_array_spec(spec):
     """``(path, key)`` of ``'file.npz:key'``; ``(spec, None)`` when there is no ``:key``
-    suffix after a ``.npy``/``.npz`` name (or ``spec`` names an existing file as it is)."""
+    suffix after a ``.npy``/``.npz`` name (or ``spec`` names an existing file as it is).
+    The key may hold colons itself (``'runs.npz:run:2'``): the path ends at the last colon
+    that leaves an existing ``.npy``/``.npz`` file, else (no such file) at the first colon
+    after a ``.npy``/``.npz`` name."""
     text = str(spec)
-    m = re.fullmatch(r"(.*\.np[yz]):([^:/\\]*)", text, re.IGNORECASE)
-    if m is None or Path(text).expanduser().exists():
+    if Path(text).expanduser().exists():
         return spec, None
-    return m.group(1), m.group(2)
+    cuts = [m.end() for m in re.finditer(r"\.np[yz](?=:)", text, re.IGNORECASE)]
+    for cut in reversed(cuts):
+        if Path(text[:cut]).expanduser().is_file():
+            return text[:cut], text[cut + 1:]
+    if not cuts:
+        return spec, None
+    return text[:cuts[0]], text[cuts[0] + 1:]
 
 
 def load_array(path, key=None):

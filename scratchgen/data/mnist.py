@@ -61,6 +61,9 @@ def default_root():
     """``$SCRATCHGEN_DATA/mnist`` if ``SCRATCHGEN_DATA`` is set, else ``~/.cache/scratchgen/mnist``."""
     base = os.environ.get("SCRATCHGEN_DATA")
     if base:
+        if not Path(base).expanduser().is_dir():  # a typo must not create folders
+            raise DatasetError(f"SCRATCHGEN_DATA={base}: no such folder; create it (MNIST is "
+                               "kept in its mnist/ folder) or unset it")
         return Path(base).expanduser() / "mnist"
     return Path.home() / ".cache" / "scratchgen" / "mnist"
 

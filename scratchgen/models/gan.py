@@ -144,8 +144,8 @@ def _adam_spec(lr, beta2, mnist_lr=None):
                       choices=("adam", "adamw")),
                 Param("lr", float, lr, "learning rate", above=0,
                       by_dataset={"mnist": mnist_lr or lr}),
-                Param("betas", list, [0.5, beta2], "Adam's (beta1, beta2)", item=float, low=0,
-                      below=1))
+                Param("betas", list, [0.5, beta2], "Adam's (beta1, beta2)", item=float,
+                      length=2, low=0, below=1))
 
 
 class _AdversarialTask(Task):

@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 
 from scratchgen.io import atomic_write
-from scratchgen.rundir import CKPT_RE, CONFIG, LOCK, LockHeld, os_error_message, take_lock
+from scratchgen.rundir import (CKPT_RE, CONFIG, LOCK, LockHeld, LockNotOurs, os_error_message,
+                               take_lock)
 from scratchgen.sweep.study import StudyError
 
 STATES = ("finished", "running", "stopped", "failed", "pending")
@@ -150,6 +151,11 @@ class StudyDir:
             raise StudyError(f"{self.path}: in use by process {e.pid or '?'} (another "
                              "scratchgen sweep is running this study); wait for it or "
                              "stop it") from None
+        except LockNotOurs as e:
+            raise StudyError(f"{self.path / '.lock'}: is {e.what}, not scratchgen's lock file; "
+                             "nothing was written through it; remove it") from None
+        except OSError as e:
+            raise StudyError(os_error_message(e)) from None
 
     def close(self):
         if self._fd is not None:
