@@ -199,11 +199,16 @@ def _state(task, step, batch, config):
             "task": task.state_dict()}
 
 
-def restore(task, path, state, version=None):
+def restore(task, path, state, version=None, config=None):
     """Load a checkpoint's ``state`` into ``task``; returns ``(step, batch index)``.
     Checkpoints of the first format (no batch index) continue from the batches the task
     counted (``real_batches``), else one per step. Architecture mismatches name the
-    parameter."""
+    parameter; with the run's ``config``, a checkpoint of another model, or one trained with
+    other settings than ``config`` holds (lr aside), is refused."""
+    recorded = _recorded(state, path)
+    if config is not None and recorded.get("model", config.model) != config.model:
+        raise UsageError(f"{path}: a checkpoint of a {recorded['model']} run, not of this "
+                         f"{config.model} run; remove it (or resume the run it belongs to)")
     try:
         task.check_checkpoint(state.get("modules", {}))
     except ValueError as e:
@@ -223,19 +228,22 @@ def restore(task, path, state, version=None):
                              f"scratchgen {version})")
         o.load_state_dict(state["optimizers"][k])
     task.load_state_dict(state.get("task", {}))
+    if config is not None:
+        _check_settings(path, recorded, config)
     step = int(state["step"])
     return step, int(state.get("batch", state.get("task", {}).get("real_batches", step)))
 
 
 def load_run(run_dir, data_dir=None):
     """(task, data, config, step) restored from a run directory's newest intact checkpoint,
-    read without the lock (eval, sample); ``data_dir`` relocates the run's data."""
+    read without taking the lock (``scratchgen eval``/``sample`` hold its shared lock around
+    this, so they refuse while the run trains); ``data_dir`` relocates the run's data."""
     rd = RunDir.open(run_dir, readonly=True)
     config = relocate(RunConfig.from_json(rd.read_config(), origin=str(rd.path / "config.json")),
                       data_dir)
     task, data = build(config)
     path, state = rd.load_latest(warn=_warn)
-    step, _ = restore(task, path, state, config.meta.get("version"))
+    step, _ = restore(task, path, state, config.meta.get("version"), config)
     return task, data, config, step
 
 
@@ -319,15 +327,15 @@ def _restore_latest(rd, task, config):
         step, batch = 0, 0
     else:
         version = config.meta.get("version")
-        recorded = _check_settings(path, state, config)
-        step, batch = restore(task, path, state, version)
+        step, batch = restore(task, path, state, version, config)
         if "format" not in state:
             _warn(f"warning: {path.name} has checkpoint format 1 (scratchgen {version}); "
                   f"continuing from training batch {batch} (a toy-data GAN draws its batches "
                   "differently now, so it will not repeat that version's run exactly)")
         hp = config.hyperparameters
         if "lr" in hp:  # config.json's rate replaces the one in the optimisers' state
-            was = recorded.get("lr", config.pending.get("lr_was", hp.lr))
+            trained = _recorded(state).get("hyperparameters", {})
+            was = trained.get("lr", config.pending.get("lr_was", hp.lr))
             if was != hp.lr and "lr_was" not in config.pending:
                 _warn(f"note: training on at lr {hp.lr:g} as {rd.path / 'config.json'} says "
                       f"({path.name} was trained at {was:g})")
@@ -337,28 +345,31 @@ def _restore_latest(rd, task, config):
     return step, batch
 
 
-def _check_settings(path, state, config):
-    """The hyperparameters a checkpoint records, after refusing one of another model or one
-    whose settings other than lr differ from ``config`` (a hand-edited config.json)."""
-    if "run" not in state:  # written before checkpoints recorded their run
+def _recorded(state, path=None):
+    """The run settings a checkpoint records (``{}`` for one written before they were)."""
+    if "run" not in state:
         return {}
     try:
         recorded = json.loads(str(state["run"]))
-        model, hp = recorded["model"], recorded["hyperparameters"]
-    except (ValueError, TypeError, KeyError):
-        raise UsageError(f"{path}: its run settings are unreadable; remove it to resume from "
-                         "an older checkpoint") from None
-    if model != config.model:
-        raise UsageError(f"{path}: a checkpoint of a {model} run, not of this {config.model} "
-                         "run; remove it (or resume the run it belongs to)")
+        if isinstance(recorded, dict) and isinstance(recorded.get("hyperparameters"), dict):
+            return recorded
+    except ValueError:
+        pass
+    raise UsageError(f"{path}: its run settings are unreadable; remove it to resume from an "
+                     "older checkpoint")
+
+
+def _check_settings(path, recorded, config):
+    """Refuse a checkpoint whose settings other than lr differ from ``config`` (a hand-edited
+    config.json): the run would go on under settings its record does not show."""
     now = config.settings()
     for key in SETTINGS[1:]:
         if key in recorded and recorded[key] != now[key]:
             _changed(path, key, now[key], recorded[key])
     for key, value in now["hyperparameters"].items():
-        if key != "lr" and key in hp and hp[key] != value:
-            _changed(path, f"hyperparameters.{key}", value, hp[key])
-    return hp
+        if key != "lr" and key in recorded.get("hyperparameters", {}) and \
+                recorded["hyperparameters"][key] != value:
+            _changed(path, f"hyperparameters.{key}", value, recorded["hyperparameters"][key])
 
 
 def _changed(path, key, now, then):

@@ -135,8 +135,8 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path, capsys):
     state = sg.load(checkpoints(gan)[-1])
     state["step"] = 3
     sg.save(state, wgp / "ckpt-00000003.npz")
-    error_of(capsys, ["train", "--resume", wgp, "--steps", 4], "gan", "wgan-gp",
-             "ckpt-00000003.npz")
+    for argv in (["train", "--resume", wgp, "--steps", 4], ["eval", wgp]):
+        error_of(capsys, argv, "gan", "wgan-gp", "ckpt-00000003.npz")
 
 
 # ---- no dead ends, no collateral damage --------------------------------------------------------
