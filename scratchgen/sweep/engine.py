@@ -15,6 +15,7 @@ the runs share the cores instead of fighting over them.
 import ctypes
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,7 +94,6 @@ def command(job):
     if (run_dir / CONFIG).exists():
         if store.has_checkpoint(run_dir):
             return base + ["train", "--resume", str(run_dir)]
-        import shutil
         shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
     return base + ["train", *job["argv"], "--out", str(run_dir)]
 
