@@ -260,7 +260,7 @@ class _Watch:
         for a in acts.values():
             for name in a:
                 step, _ = store.progress(self.sd.run_dir(name))
-                if name != "_pid" and 40 <= step <= 200 and store.has_checkpoint(
+                if name != "_pid" and 20 <= step <= 200 and store.has_checkpoint(
                         self.sd.run_dir(name)):
                     self.hit = name
                     self.act(a)
