@@ -1,5 +1,6 @@
 """Shared test settings: a fixed hypothesis profile (reproducible in CI) and backend helpers."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """The MNIST folder: ``$SCRATCHGEN_MNIST_DIR``, else ``shared/data/mnist`` beside the
+    checkout (read-only; tests copy what they alter)."""
+    return Path(os.environ.get("SCRATCHGEN_MNIST_DIR")
+                or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 import gzip
 import hashlib
 import io
-import os
 import struct
 import urllib.error
 from pathlib import Path
@@ -14,10 +13,6 @@ from scratchgen.data import (
     split_holdout, toy_batch_at, toy_dataset,
 )
 from scratchgen.data import mnist as mnist_mod
-
-MNIST_DIR = Path(os.environ.get(
-    "SCRATCHGEN_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
-
 
 # ---------------------------------------------------------------- IDX helpers
 
@@ -227,43 +222,43 @@ def test_bad_split():
         load_mnist("/nonexistent", split="val")
 
 
-def test_real_mnist_test_split(no_network):
-    x, y = load_mnist(MNIST_DIR, split="test", download=False)
+def test_real_mnist_test_split(no_network, mnist_dir):
+    x, y = load_mnist(mnist_dir, split="test", download=False)
     assert x.shape == (10000, 28, 28) and x.dtype == np.uint8
     assert y.shape == (10000,) and set(np.unique(y)) == set(range(10))
     assert x.mean() == pytest.approx(33.79, abs=0.05)  # test split (train split: 33.32)
     assert y[:5].tolist() == [7, 2, 1, 0, 4]
 
 
-def test_real_mnist_training_split_recompressed(no_network):
+def test_real_mnist_training_split_recompressed(no_network, mnist_dir):
     """The shared training files are recompressed: their .gz MD5 is not the official one, their
     decompressed content's is."""
     assert mnist_mod.MNIST_MD5["train-images-idx3-ubyte.gz"] != hashlib.md5(
-        (Path(MNIST_DIR) / "train-images-idx3-ubyte.gz").read_bytes()).hexdigest()
-    x, y = load_mnist(MNIST_DIR, split="train", download=False)
+        (mnist_dir / "train-images-idx3-ubyte.gz").read_bytes()).hexdigest()
+    x, y = load_mnist(mnist_dir, split="train", download=False)
     assert x.shape == (60000, 28, 28) and y.shape == (60000,)
     assert x.mean() == pytest.approx(33.32, abs=0.05)
     assert y[:5].tolist() == [5, 0, 4, 1, 9]
 
 
-def _repacked_test_split(folder, flip_content_byte=None):
+def _repacked_test_split(mnist_dir, folder, flip_content_byte=None):
     """The official test split, decompressed and gzipped again at another level (so only its
     content MD5 is official), optionally with one content byte flipped."""
     for name in mnist_mod.MNIST_FILES["test"]:
-        data = bytearray(gzip.decompress((Path(MNIST_DIR) / (name + ".gz")).read_bytes()))
+        data = bytearray(gzip.decompress((mnist_dir / (name + ".gz")).read_bytes()))
         if flip_content_byte is not None and name.startswith("t10k-images"):
             data[flip_content_byte] ^= 0x01
         (folder / (name + ".gz")).write_bytes(gzip.compress(bytes(data), compresslevel=1))
 
 
-def test_repacked_gz_accepted_by_its_content_md5(tmp_path, no_network):
-    _repacked_test_split(tmp_path)
+def test_repacked_gz_accepted_by_its_content_md5(tmp_path, no_network, mnist_dir):
+    _repacked_test_split(mnist_dir, tmp_path)
     x, y = load_mnist(tmp_path, split="test", download=False)
-    np.testing.assert_array_equal(x, load_mnist(MNIST_DIR, split="test", download=False)[0])
+    np.testing.assert_array_equal(x, load_mnist(mnist_dir, split="test", download=False)[0])
 
 
-def test_tampered_repacked_gz_refused_naming_both_checks(tmp_path, no_network):
-    _repacked_test_split(tmp_path, flip_content_byte=16 + 28 * 28 * 5 + 14)
+def test_tampered_repacked_gz_refused_naming_both_checks(tmp_path, no_network, mnist_dir):
+    _repacked_test_split(mnist_dir, tmp_path, flip_content_byte=16 + 28 * 28 * 5 + 14)
     with pytest.raises(DatasetError) as info:
         load_mnist(tmp_path, split="test", download=False)
     msg = str(info.value)
@@ -273,11 +268,11 @@ def test_tampered_repacked_gz_refused_naming_both_checks(tmp_path, no_network):
 
 
 @pytest.mark.parametrize("split", ["test", "train"])
-def test_one_flipped_byte_in_a_shared_gz_is_refused(tmp_path, no_network, split):
+def test_one_flipped_byte_in_a_shared_gz_is_refused(tmp_path, no_network, split, mnist_dir):
     """test: the official .gz; train: the recompressed one, accepted by its content MD5 only."""
     images = mnist_mod.MNIST_FILES[split][0]
     for name in mnist_mod.MNIST_FILES[split]:
-        raw = bytearray((Path(MNIST_DIR) / (name + ".gz")).read_bytes())
+        raw = bytearray((mnist_dir / (name + ".gz")).read_bytes())
         if name == images:
             raw[len(raw) // 2] ^= 0x01
         (tmp_path / (name + ".gz")).write_bytes(bytes(raw))
@@ -503,8 +498,8 @@ def test_dynamic_binarisation():
     assert not np.all(b0[:, 0, 0, 3] == b0[0, 0, 0, 3])
 
 
-def test_dynamic_binarisation_real_mnist():
-    x, _ = load_mnist(MNIST_DIR, split="test", download=False)
+def test_dynamic_binarisation_real_mnist(mnist_dir):
+    x, _ = load_mnist(mnist_dir, split="test", download=False)
     ld = BatchLoader(x[:2000], 1000, preprocess="binarize-dynamic", seed=0)
     b = ld.batch_at(0)
     assert b.shape == (1000, 1, 28, 28)

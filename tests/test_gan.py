@@ -1,8 +1,6 @@
 """GAN / WGAN / WGAN-GP models and tasks: W2's DCGAN shapes, weight clipping, the gradient
 penalty on nn critics, evaluation on hand-made generators, short training smoke runs."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,13 +227,9 @@ def test_tasks_registered():
 
 
 # ---- MNIST (the real test split) ----------------------------------------------------------------
-MNIST_DIR = os.environ.get("SCRATCHGEN_MNIST_DIR") or \
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-
-
 @pytest.fixture(scope="module")
-def mnist_data():
-    return DataSource("mnist", 8, split="test", holdout=8000, data_dir=MNIST_DIR)
+def mnist_data(mnist_dir):
+    return DataSource("mnist", 8, split="test", holdout=8000, data_dir=mnist_dir)
 
 
 def mnist_task(name, data, **config):
@@ -312,8 +306,8 @@ def test_mnist_defaults_in_the_spec():
 
 
 @pytest.mark.parametrize("name", ["gan", "wgan", "wgan-gp"])
-def test_few_step_mnist_runs_through_the_harness(tmp_path, name):
-    d = trainer.run(name, dataset="mnist", split="test", holdout=100, data_dir=MNIST_DIR,
+def test_few_step_mnist_runs_through_the_harness(tmp_path, name, mnist_dir):
+    d = trainer.run(name, dataset="mnist", split="test", holdout=100, data_dir=mnist_dir,
                     steps=2, eval_every=1, out=tmp_path / name, progress=False,
                     final_plots=False, overrides={"batch_size": 8, "channels": 4,
                                                   "n_critic": 2, "eval_samples": 50})
@@ -324,12 +318,12 @@ def test_few_step_mnist_runs_through_the_harness(tmp_path, name):
         assert len(e) > 2 and all(np.isfinite(v) for v in e.values() if not isinstance(v, str))
 
 
-def test_checkpoint_without_batchnorm_is_refused_in_one_line(tmp_path, capsys):
+def test_checkpoint_without_batchnorm_is_refused_in_one_line(tmp_path, capsys, mnist_dir):
     """An MNIST run saved before the batch-normalised recipes: a one-line error saying how to
     load it, which works."""
     from scratchgen.cli import main
     d = tmp_path / "old"
-    trainer.run("gan", dataset="mnist", split="test", holdout=100, data_dir=MNIST_DIR,
+    trainer.run("gan", dataset="mnist", split="test", holdout=100, data_dir=mnist_dir,
                 steps=1, out=d, progress=False, final_plots=False,
                 overrides={"batch_size": 8, "g_batchnorm": False, "d_batchnorm": False,
                            "eval_samples": 50})

@@ -2,7 +2,6 @@
 what an MNIST GAN run reports with them."""
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,6 @@ from scratchgen import backend, metrics
 from scratchgen.data import DataSource
 from scratchgen.models import classifier as C
 
-MNIST_DIR = os.environ.get("SCRATCHGEN_MNIST_DIR") or \
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 QUICK = dict(C.RECIPE, epochs=1)  # one epoch: enough for the bounds below, fast
 
 
@@ -93,8 +90,8 @@ def test_class_statistics_refuses_non_probabilities():
 
 # ---- the digit classifier and its cache --------------------------------------------------------
 @pytest.fixture(scope="module")
-def mnist():
-    return DataSource("mnist", 8, split="test", holdout=1000, data_dir=MNIST_DIR)
+def mnist(mnist_dir):
+    return DataSource("mnist", 8, split="test", holdout=1000, data_dir=mnist_dir)
 
 
 @pytest.fixture
@@ -107,10 +104,10 @@ def _quiet(messages):
     return dict(warn=messages.append, log=messages.append)
 
 
-def test_training_set_holds_no_held_out_example(mnist, tmp_path):
+def test_training_set_holds_no_held_out_example(mnist, tmp_path, mnist_dir):
     x, y = mnist.training_set()
     assert x.dtype == np.uint8 and x.shape == (9000, 28, 28) and y.shape == (9000,)
-    for name in Path(MNIST_DIR).glob("t10k-*"):  # only the test split: no other to hold out
+    for name in mnist_dir.glob("t10k-*"):  # only the test split: no other to hold out
         (tmp_path / name.name).symlink_to(name)
     one_split = DataSource("mnist", 8, split="test", data_dir=tmp_path, eval_size=300)
     x1, y1 = one_split.training_set()  # held out: the first 300 training examples
@@ -119,17 +116,17 @@ def test_training_set_holds_no_held_out_example(mnist, tmp_path):
     assert DataSource("8gaussians", 8).training_set() is None
 
 
-def test_mnist_defaults_train_on_60000_and_hold_out_the_10000_test_digits():
-    data = DataSource("mnist", 8, data_dir=MNIST_DIR)  # no split, no holdout given
+def test_mnist_defaults_train_on_60000_and_hold_out_the_10000_test_digits(mnist_dir):
+    data = DataSource("mnist", 8, data_dir=mnist_dir)  # no split, no holdout given
     x, y = data.training_set()
     assert x.shape == (60000, 28, 28) and len(data.held_out.labels) == 10000
     assert data.held_out.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the test split, in order
 
 
 @pytest.mark.slow
-def test_classifier_recipe_reaches_99_percent_on_the_test_split(cache):
+def test_classifier_recipe_reaches_99_percent_on_the_test_split(cache, mnist_dir):
     """The recipe as shipped, trained on the 60,000 training digits (~30 s)."""
-    data = DataSource("mnist", 8, data_dir=MNIST_DIR)
+    data = DataSource("mnist", 8, data_dir=mnist_dir)
     clf = C.digit_classifier(*data.training_set(), held_out=tuple(data.held_out),
                              **_quiet([]))
     assert clf.accuracy >= 0.99
@@ -206,10 +203,10 @@ KEYS = ("fd", "fd_floor", "fd_train", "coverage", "confidence", "mnist_score",
         "classifier_accuracy")
 
 
-def test_mnist_gan_run_reports_the_image_metrics(tmp_path, digit_cache, capsys):
+def test_mnist_gan_run_reports_the_image_metrics(tmp_path, digit_cache, capsys, mnist_dir):
     from scratchgen import trainer
     from scratchgen.cli import main
-    out = trainer.run("gan", dataset="mnist", split="test", holdout=8000, data_dir=MNIST_DIR,
+    out = trainer.run("gan", dataset="mnist", split="test", holdout=8000, data_dir=mnist_dir,
                       steps=2, eval_every=1, batch_size=8, out=tmp_path / "run",
                       overrides={"eval_samples": "100"}, progress=False)
     evals = [e for e in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
@@ -227,9 +224,9 @@ def test_mnist_gan_run_reports_the_image_metrics(tmp_path, digit_cache, capsys):
 
 
 # ---- pictures while it trains ----------------------------------------------------------------
-def _gan_run(out, steps, **kw):
+def _gan_run(mnist_dir, out, steps, **kw):
     from scratchgen import trainer
-    return trainer.run("gan", dataset="mnist", split="test", holdout=8000, data_dir=MNIST_DIR,
+    return trainer.run("gan", dataset="mnist", split="test", holdout=8000, data_dir=mnist_dir,
                        steps=steps, eval_every=2, batch_size=8, out=out, progress=False,
                        overrides={"eval_samples": "100"}, **kw)
 
@@ -263,12 +260,12 @@ def test_fixed_noise_is_the_same_at_every_evaluation(mnist, tmp_path):
 
 
 def test_progress_survives_an_interrupted_run_and_resume_repeats_it(tmp_path, digit_cache,
-                                                                  monkeypatch):
+                                                                  monkeypatch, mnist_dir):
     import signal
 
     from scratchgen import trainer
     from scratchgen.models.gan import GANTask
-    whole = _gan_run(tmp_path / "whole", 4)
+    whole = _gan_run(mnist_dir, tmp_path / "whole", 4)
     steps, rows = _progress(whole)
     assert steps == [2, 4] and not np.array_equal(rows[0], rows[1])  # it trained
     train_step = GANTask.train_step
@@ -280,7 +277,7 @@ def test_progress_survives_an_interrupted_run_and_resume_repeats_it(tmp_path, di
 
     monkeypatch.setattr(GANTask, "train_step", interrupted)
     with pytest.raises(trainer.TrainingStopped):
-        _gan_run(tmp_path / "cut", 4)
+        _gan_run(mnist_dir, tmp_path / "cut", 4)
     monkeypatch.setattr(GANTask, "train_step", train_step)
     cut = tmp_path / "cut"
     assert (cut / "progress.png").read_bytes()[:4] == b"\x89PNG" and _progress(cut)[0] == [2]

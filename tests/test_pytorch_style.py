@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST = Path(os.environ.get("SCRATCHGEN_MNIST_DIR") or ROOT.parent / "shared" / "data" / "mnist")
 
 
-def test_pytorch_style_mnist_script_runs_and_learns():
+def test_pytorch_style_mnist_script_runs_and_learns(mnist_dir):
     script = ROOT / "examples" / "pytorch_style_mnist.py"
     body = script.read_text().split('"""', 2)[2]          # after the docstring
     ours = [ln for ln in body.splitlines() if "scratchgen" in ln]
     assert len(ours) == 4 and all(ln.startswith(("import ", "from ")) for ln in ours), ours
-    env = dict(os.environ, MNIST_DIR=str(MNIST))
+    env = dict(os.environ, MNIST_DIR=str(mnist_dir))
     r = subprocess.run([sys.executable, str(script), "80"], env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -50,10 +49,10 @@ SCRIPTS = ["mnist", "vae", "dcgan", "wgan_gp"]
 FLOAT = r"(-?[0-9.]+(?:e[-+][0-9]+)?)"
 
 
-def _run(name, *args, torch=False):
+def _run(mnist_dir, name, *args, torch=False):
     # The programs are CPU programs (vae.py saves samples through .cpu(), which the cuda backend
     # refuses: tensors never leave its device), so they run on the cpu backend whatever the suite's.
-    env = dict(os.environ, SCRATCHGEN_MNIST_DIR=str(MNIST), SCRATCHGEN_BACKEND="cpu")
+    env = dict(os.environ, SCRATCHGEN_MNIST_DIR=str(mnist_dir), SCRATCHGEN_BACKEND="cpu")
     env.pop("PYTORCH_STYLE", None)
     if torch:
         env["PYTORCH_STYLE"] = "torch"
@@ -80,17 +79,18 @@ def test_script_is_pytorch_code_but_for_its_import_block(name):
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_script_runs_under_scratchgen(name):
-    _run(name)
+def test_script_runs_under_scratchgen(name, mnist_dir):
+    _run(mnist_dir, name)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_script_under_torch_and_scratchgen_agrees_from_the_same_weights(name, tmp_path):
+def test_script_under_torch_and_scratchgen_agrees_from_the_same_weights(name, tmp_path,
+                                                                        mnist_dir):
     """PyTorch runs the file and torch.saves its initial weights; scratchgen runs the same
     file from them (sg.load reads the torch file): the deterministic first evaluation agrees,
     and both train to finite losses (random draws differ, so later losses are not compared)."""
     pytest.importorskip("torch")
-    theirs, _ = _run(name, "--save-init", str(tmp_path / "init.pt"), torch=True)
-    ours, _ = _run(name, "--load-init", str(tmp_path / "init.pt"))
+    theirs, _ = _run(mnist_dir, name, "--save-init", str(tmp_path / "init.pt"), torch=True)
+    ours, _ = _run(mnist_dir, name, "--load-init", str(tmp_path / "init.pt"))
     np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=1e-9)

@@ -21,8 +21,6 @@ import scratchgen as sg
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 from harness import PLUGINS, cli_process  # noqa: E402
 
-MNIST_DIR = Path(os.environ.get(
-    "SCRATCHGEN_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
 TOY = ["train", "toy-regression", "--log-every", "1"]
 WGAN_GP = ["train", "wgan-gp", "--batch-size", "16", "--set", "width=32"]
 
@@ -354,12 +352,12 @@ def test_critic_burst_false_means_false(tmp_path):
 
 
 # ---- run directories that do not depend on where they were made ---------------------------------
-def test_relative_data_paths_still_work_from_another_folder(tmp_path, monkeypatch):
+def test_relative_data_paths_still_work_from_another_folder(tmp_path, monkeypatch, mnist_dir):
     home, away = tmp_path / "home", tmp_path / "away"
     home.mkdir()
     away.mkdir()
     np.save(home / "pts.npy", np.random.default_rng(0).standard_normal((64, 2)).astype("f4"))
-    (home / "mnist").symlink_to(MNIST_DIR)
+    (home / "mnist").symlink_to(mnist_dir)
     monkeypatch.chdir(home)
     ok(scratchgen(*TOY, "--dataset", "pts.npy", "--steps", 2, "--out", "pts-run"))
     ok(scratchgen("train", "vae", "--dataset", "mnist", "--data-dir", "mnist", "--split", "test",

@@ -1,7 +1,6 @@
 """The harness: the run specification, determinism, resume equality, non-finite stops,
 checkpoints, the data contract."""
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -17,10 +16,6 @@ from scratchgen.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 from harness import checkpoint_state, checkpoints, metric_lines, run_toy  # noqa: E402
-
-MNIST = Path(os.environ.get("SCRATCHGEN_MNIST_DIR",
-                            Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
-
 
 @pytest.fixture(autouse=True)
 def toy_task(monkeypatch):
@@ -330,21 +325,21 @@ def test_unknown_names_list_the_choices(tmp_path):
         trainer.run("toy-regression", steps=1, overrides={"depth": 3}, out=tmp_path / "c")
 
 
-def test_held_out_is_one_kind_of_object_preprocessed_like_the_batches():
-    data = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=MNIST,
+def test_held_out_is_one_kind_of_object_preprocessed_like_the_batches(mnist_dir):
+    data = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=mnist_dir,
                               preprocess="unit")
-    images, labels = sg.data.load_mnist(MNIST, split="test")
+    images, labels = sg.data.load_mnist(mnist_dir, split="test")
     assert data.batches_per_epoch == 9000 // 64 and data.kind == "images"
     assert isinstance(data.held_out, sg.data.HeldOut) and data.shape == (1, 28, 28)
     np.testing.assert_array_equal(data.held_out.x, images[-1000:, None] / np.float32(255))
     np.testing.assert_array_equal(data.held_out.labels, labels[-1000:])
     assert data.batch_at(0).shape == (64, 1, 28, 28)
     with pytest.raises(sg.data.DatasetError, match="holdout"):
-        trainer.DataSource("mnist", 64, split="test", holdout=10000, data_dir=MNIST)
+        trainer.DataSource("mnist", 64, split="test", holdout=10000, data_dir=mnist_dir)
     # --data-dir may also name the folder holding mnist/
-    sym = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=MNIST.parent)
+    sym = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=mnist_dir.parent)
     assert sym.preprocess == "symmetric" and sym.held_out.x.min() == -1.0
-    binary = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=MNIST,
+    binary = trainer.DataSource("mnist", 64, split="test", holdout=1000, data_dir=mnist_dir,
                                 preprocess="binarize-dynamic", seed=3)
     assert set(np.unique(binary.held_out.x)) == {0.0, 1.0}
     toy = trainer.DataSource("ring", 16, holdout=10)

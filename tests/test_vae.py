@@ -1,6 +1,4 @@
 """The VAE model, its evaluation (IWAE, active units), a short real-MNIST run, the figures."""
-import os
-from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -10,10 +8,6 @@ import scratchgen as sg
 from scratchgen.losses.elbo import elbo, kl_normal_std
 from scratchgen.models.vae import VAE, active_units
 from scratchgen.models import vae_plots
-
-MNIST = Path(os.environ.get("SCRATCHGEN_MNIST_DIR")
-             or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
-
 
 def f32(a):
     return sg.tensor(np.asarray(a, dtype=np.float32))
@@ -117,13 +111,13 @@ def test_pca_recovers_the_principal_axis():
 
 # ---- the task on real MNIST, through the harness ----------------------------------------------
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory):
+def mnist_run(tmp_path_factory, mnist_dir):
     """100 steps on the first 512 test images (the rest held out; 256 of them evaluated)."""
     import json
     from scratchgen import trainer
     out = tmp_path_factory.mktemp("vae") / "run"
     trainer.run("vae", dataset="mnist", split="test", holdout=10000 - 512, steps=100,
-                batch_size=64, data_dir=MNIST, out=out, progress=False, eval_every=50,
+                batch_size=64, data_dir=mnist_dir, out=out, progress=False, eval_every=50,
                 overrides={"hidden": [32], "z_dim": 4, "iwae_k": 8, "eval_examples": 256})
     lines = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
     return out, lines
