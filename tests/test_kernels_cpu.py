@@ -142,7 +142,7 @@ def test_im2col_row_kernels_copy_exactly(case):
     """Both im2col variants (row loop, per-tap table), in both layouts ((K, N*P) and per
     sample (N, K, P)), equal the reference's window view bit for bit: they are copies, only
     the loop order differs."""
-    from scratchgen.kernels.cpu import conv as cc
+    from scratchgen.kernels.cpu import im2col
     n, c, _, h, w, (kh, kw), (sh, sw), (ph, pw), dtype, _, seed = case
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(dtype)
     win = reference._windows(x, (kh, kw), (sh, sw), (ph, pw))  # (N, C, Ho, Wo, kh, kw)
@@ -151,7 +151,7 @@ def test_im2col_row_kernels_copy_exactly(case):
     joint = win.transpose(1, 4, 5, 0, 2, 3).reshape(k, n * p)
     per_sample = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, k, p)
     for want, rs, ns in ((joint, n * p, p), (per_sample, p, k * p)):
-        for fn in (cc._im2col_rows, cc._im2col_rows_table):
+        for fn in (im2col._im2col_rows, im2col._im2col_rows_table):
             got = np.full(want.shape, np.nan, dtype)
             fn(x.reshape(-1), n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, got.reshape(-1),
                rs, ns, 0, k)
@@ -163,10 +163,9 @@ def test_im2col_row_kernels_copy_exactly(case):
 def test_both_im2col_layouts_match_reference(case):
     """The forward and weight gradient through the per-sample (N, K, P) layout and through
     the joint (K, N*P) one, each forced on every geometry (the route picks by ``SMALL_K``)."""
-    from unittest import mock
-    from scratchgen.kernels.cpu import conv as cc
-    for small_k in (0, 1 << 30):
-        with mock.patch.object(cc, "SMALL_K", small_k):
+    from scratchgen.kernels.cpu import routes
+    for per_sample in (False, True):
+        with routes.force("im2col", per_sample=per_sample):
             run_all(*case)
 
 
@@ -196,17 +195,51 @@ def test_adam_update_matches_reference(dtype, wd, amsgrad):
         cpu.adam_update(p0, g, g.copy(), np.zeros((53, 37), dtype).T, lr, b1, b2, eps, wd, 1, 1)
 
 
-@pytest.mark.parametrize("c,o,k,s,p", [(64, 128, 4, 2, 1), (32, 32, 3, 1, 1), (1, 64, 4, 2, 1)])
-def test_weight_grad_is_the_same_bits_every_call(c, o, k, s, p):
-    """The batch is split over threads; the per-chunk sums must be added in chunk order, not
-    in the order the threads finish, or training is not reproducible (nor resume bit-exact)."""
+@pytest.mark.parametrize("algorithm, tile, c, o, k, s, hw, n, dtype", [
+    ("im2col", 0, 1, 64, 4, 2, 28, 64, np.float32),  # K = 16 <= SMALL_K: per-sample layout
+    ("im2col", 0, 8, 16, 3, 1, 14, 16, np.float32),  # joint (K, N*P) GEMM
+    ("winograd_f43", 4, 16, 16, 3, 1, 14, 16, np.float64),
+    ("winograd_s2", 2, 16, 16, 4, 2, 14, 64, np.float64)])
+def test_weight_grad_sums_chunks_in_chunk_order_when_they_finish_out_of_order(
+        algorithm, tile, c, o, k, s, hw, n, dtype):
+    """The batch's first chunk is held back until every other chunk has finished (two
+    threads, >= 3 chunks), and the weight gradient is still the in-order sum's bits:
+    (p0 + p1) + p2 != (p1 + p2) + p0 in floating point, so a sum in completion order fails."""
+    import threading
+    from unittest import mock
+    from scratchgen.kernels.cpu import parallel, routes
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, c, 14, 14)).astype(np.float32)
-    ho = (14 + 2 * p - k) // s + 1
-    gy = rng.standard_normal((64, o, ho, ho)).astype(np.float32)
-    first = cpu.conv2d_weight_grad(x, gy, (k, k), s, p)
-    for _ in range(20):
-        np.testing.assert_array_equal(cpu.conv2d_weight_grad(x, gy, (k, k), s, p), first)
+    x = rng.standard_normal((n, c, hw, hw)).astype(dtype)
+    ho = (hw + 2 - k) // s + 1
+    gy = rng.standard_normal((n, o, ho, ho)).astype(dtype)
+    module = routes.algorithm(algorithm)
+    orders = []  # per parallel_chunks call: the chunks' starts in the order they finished
+
+    def in_order(fn, chunks):  # the reference: chunk after chunk, BLAS on one thread as split
+        with parallel.one_blas_thread():
+            for ch in chunks:
+                fn(*ch)
+
+    def first_last(fn, chunks):
+        finished, rest_done = [], threading.Event()
+        orders.append(finished)
+
+        def held(n0, n1):
+            if n0 == chunks[0][0]:
+                assert rest_done.wait(60), "the other chunks never finished"
+            fn(n0, n1)
+            finished.append(n0)
+            if len(finished) == len(chunks) - 1:
+                rest_done.set()
+        parallel.parallel_chunks(held, chunks)
+
+    with mock.patch.object(parallel, "n_threads", lambda: 2), routes.force(algorithm, tile):
+        with mock.patch.object(module, "parallel_chunks", in_order):
+            want = cpu.conv2d_weight_grad(x, gy, (k, k), s, 1)
+        with mock.patch.object(module, "parallel_chunks", first_last):
+            got = cpu.conv2d_weight_grad(x, gy, (k, k), s, 1)
+    assert len(orders[0]) >= 3 and orders[0][-1] == 0 and orders[0] != sorted(orders[0])
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("shapes", [((5, 3), (3, 4)), ((256, 128), (128, 128)),

@@ -20,10 +20,9 @@ and on D2's (W2: 64 -> 128 channels, 4x4 stride 2, pad 1, 14x14, batch 8):
 
 so F(2x2,3x3) and F(2x2,2x2) are as accurate as im2col, and F(4x4,3x3) and F(4x4,2x2) lose
 most of a digit (still ~40-75 float32 ulps of the largest output): the price of their 1.36x
-and 1.44x fewer multiply-adds, paid where the route picks them (``conv._winograd_m``). The bounds in
+and 1.44x fewer multiply-adds, paid where the route picks them (``routes.winograd_tile``). The bounds in
 ``TOL32`` hold these with a margin; float64 agrees to ~1e-15 for every F(m, r).
 """
-from contextlib import contextmanager
 from unittest import mock
 
 import numpy as np
@@ -31,8 +30,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from scratchgen.kernels import cpu, reference
-from scratchgen.kernels.cpu import conv as cc
-from scratchgen.kernels.cpu import winograd
+from scratchgen.kernels.cpu import routes, winograd
 
 # max |error| / max |reference|: float32 per tile size alpha = m + r - 1 (the transforms'
 # points: 0, +-1 up to alpha = 4, then +-2 too, which costs about a digit), float64 for all
@@ -40,12 +38,16 @@ TOL32 = {2: 2e-6, 3: 2e-6, 4: 2e-6, 5: 2e-5, 6: 2e-5}
 TOL64 = 1e-12
 
 
-@contextmanager
 def route(k, s, m):
-    """Force the Winograd route with output tile m for (k, s), whatever the channel count."""
-    with mock.patch.object(cc, "WINOGRAD_M", {(k, s): (m,)}), \
-            mock.patch.object(cc, "WINOGRAD_MIN_CHANNELS", 1):
-        yield
+    """Force the Winograd route with output tile m for (k, s), whatever the channel count: the
+    most specialised module that runs it."""
+    return routes.force(routes.winograd_algorithm(k, s, m), tile=m)
+
+
+def geometry(x, w, gy, s, p):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    return routes.ConvGeometry(n, c, h, wd, o, kh, kw, *gy.shape[2:], (s, s), (p, p))
 
 
 def rel_err(got, want, scale, ab):
@@ -71,7 +73,8 @@ def check(n, c, o, h, wd, k, s, p, m, dtype, seed):
     want = three(reference, x, w, gy, k, s, p, (h, wd))
     scale = three(reference, abs(x), abs(w), abs(gy), k, s, p, (h, wd))
     with route(k, s, m):
-        assert cc._winograd_m(c, o, k, k, s, s, *gy.shape[2:]) == m
+        for pass_ in routes.PASSES:
+            assert routes.route(geometry(x, w, gy, s, p), pass_).tile == m
         got = three(cpu, x.astype(dtype), w.astype(dtype), gy.astype(dtype), k, s, p, (h, wd))
     tol = TOL32[m + -(-k // s) - 1] if dtype == np.float32 else TOL64
     mx, mw, mg = (float(abs(a).max()) for a in (x, w, gy))
@@ -182,21 +185,60 @@ def test_channel_last_routes_with_many_channels(n, c, o, h, wd, ksm, p, dtype, s
 
 
 def test_routes_by_geometry():
-    wm = cc._winograd_m
-    assert wm(64, 128, 3, 3, 1, 1, 14, 14) == 4      # W4: F(4x4, 3x3), 16 x 36 < 49 x 16
-    assert wm(64, 128, 3, 3, 1, 1, 2, 2) == 2        # 1 x 16 < 1 x 36
-    assert wm(64, 128, 3, 3, 1, 1, 5, 5) == 2        # 9 x 16 = 4 x 36: the more accurate
-    assert cc._f43(4, 3, 1) and not cc._f43(2, 3, 1) and not cc._f43(4, 4, 2)
-    assert wm(64, 128, 4, 4, 2, 2, 7, 7) == 4        # D2: F(4x4, 2x2), 4 x 25 < 16 x 9
-    assert wm(64, 128, 4, 4, 2, 2, 6, 6) == 2        # 9 x 9 < 4 x 25
-    assert cc._polyphase_s2(4, 4, 2) and cc._polyphase_s2(2, 3, 2)       # ... channel-last
-    assert not cc._polyphase_s2(3, 4, 2)                                 # generic loops
-    assert wm(1, 64, 4, 4, 2, 2, 14, 14) == 0        # D1: im2col
-    assert wm(64, 128, 3, 3, 2, 2, 7, 7) == 0        # no such route
-    assert wm(64, 128, 3, 5, 1, 1, 14, 12) == 0      # non-square
-    assert len(cc._im2col_chunks(64, 196, 16)) > 1      # D1: split
-    assert len(cc._im2col_chunks(64, 49, 1024)) > 1     # D2: split too (robust under load)
-    assert cc._im2col_chunks(64, 49, cc.SPLIT_MAX_K + 1) == [(0, 64)]
+    def picks(c, o, k, s, hw, pass_="forward"):
+        ho = (hw + 2 - k) // s + 1
+        r = routes.route(routes.ConvGeometry(64, c, hw, hw, o, k, k, ho, ho, (s, s), (1, 1)),
+                         pass_)
+        return r.algorithm, r.tile
+    for pass_ in routes.PASSES:                                    # one table for all three
+        assert picks(64, 128, 3, 1, 14, pass_) == ("winograd_f43", 4)  # W4: 16 x 36 < 49 x 16
+        assert picks(64, 128, 4, 2, 14, pass_) == ("winograd_s2", 4)   # D2: 4 x 25 < 16 x 9
+    assert picks(64, 128, 3, 1, 2) == ("winograd", 2)      # 2x2 outputs: 1 x 16 < 1 x 36
+    assert picks(64, 128, 3, 1, 5) == ("winograd", 2)      # 9 x 16 = 4 x 36: the more accurate
+    assert picks(64, 128, 4, 2, 12) == ("winograd_s2", 2)  # 6x6 outputs: 9 x 9 < 4 x 25
+    assert picks(1, 64, 4, 2, 28) == ("im2col", 0)         # D1: too few channels
+    assert picks(15, 64, 3, 1, 14) == ("im2col", 0)
+    assert picks(64, 128, 3, 2, 14) == ("im2col", 0)       # not in the table
+    g = routes.ConvGeometry(64, 64, 14, 12, 128, 3, 5, 14, 10, (1, 1), (1, 1))
+    assert routes.route(g, "forward").algorithm == "im2col"  # non-square
+    assert routes.winograd_algorithm(3, 1, 4) == "winograd_f43"
+    assert routes.winograd_algorithm(3, 1, 2) == "winograd"
+    assert routes.winograd_algorithm(4, 2, 2) == routes.winograd_algorithm(3, 2, 4) == \
+        "winograd_s2"
+    assert routes.winograd_algorithm(4, 2, 3) == "winograd"  # generic loops
+
+
+def test_im2col_layout_and_chunks_by_geometry():
+    def route(c, k, s, hw, pass_):
+        ho = (hw + 2 - k) // s + 1
+        return routes.route(routes.ConvGeometry(64, c, hw, hw, 64, k, k, ho, ho, (s, s),
+                                                (1, 1)), pass_)
+    d1 = route(1, 4, 2, 28, "forward")                  # K = 16 <= SMALL_K: per sample
+    assert d1.per_sample and len(d1.chunks(64, 196)) > 1
+    assert route(1, 4, 2, 28, "weight_grad").per_sample
+    assert not route(1, 4, 2, 28, "input_grad").per_sample  # its columns are per sample anyway
+    d2 = route(8, 4, 2, 14, "forward")                  # K = 128: joint, split too (under load)
+    assert not d2.per_sample and len(d2.chunks(64, 49)) > 1
+    with mock.patch.object(routes, "SPLIT_MAX_K", 127):
+        assert route(8, 4, 2, 14, "forward").chunks(64, 49) == [(0, 64)]
+
+
+def test_force_is_checked_scoped_and_restored():
+    g = routes.ConvGeometry(8, 64, 14, 14, 128, 3, 3, 14, 14, (1, 1), (1, 1))
+    with routes.force("im2col", passes=("weight_grad",)):
+        assert [routes.route(g, p).algorithm for p in routes.PASSES] == \
+            ["winograd_f43", "winograd_f43", "im2col"]
+        with routes.force("winograd", tile=3):
+            assert {routes.route(g, p).tile for p in routes.PASSES} == {3}
+        assert routes.route(g, "weight_grad").algorithm == "im2col"
+    assert routes.route(g, "weight_grad").algorithm == "winograd_f43"
+    with routes.force("winograd_s2", tile=4), pytest.raises(ValueError, match="cannot run"):
+        routes.route(g, "forward")  # a 3x3 stride-1 conv
+    for bad in (lambda: routes.force("fft"), lambda: routes.force("winograd"),
+                lambda: routes.force("im2col", passes=("backward",))):
+        with pytest.raises(ValueError):
+            with bad():
+                pass
 
 
 def test_blas_thread_count_is_restored():
@@ -306,8 +348,7 @@ def test_gradchecks_through_the_winograd_routes(k, s, m):
     w = sg.tensor(rng.standard_normal((2, 3, k, k)), requires_grad=True)
     wt = sg.tensor(rng.standard_normal((3, 2, k, k)), requires_grad=True)
     b = sg.tensor(rng.standard_normal(2), requires_grad=True)
-    mod = {(3, 1, 4): "winograd_f43", (4, 2, 4): "winograd_s2", (4, 2, 2): "winograd_s2"}
-    spied = getattr(cc, mod.get((k, s, m), "winograd"))
+    spied = routes.algorithm(routes.winograd_algorithm(k, s, m))
     calls, planes = [], winograd.planes
     with route(k, s, m), mock.patch.object(spied, "planes", side_effect=lambda *a: (
             calls.append(a), planes(*a))[1]):

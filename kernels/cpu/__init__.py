@@ -1,6 +1,7 @@
 """The ``cpu`` backend's kernels: numba loops (im2col / col2im, Winograd transforms, fused Adam,
 ReLU, conv bias) plus OpenBLAS GEMMs, one BLAS thread per worker (``parallel.py``); glibc's
-malloc keeps freed memory (``memory.py``).
+malloc keeps freed memory (``memory.py``). Each convolution pass runs the algorithm that
+``routes.py``'s table picks for its geometry.
 
 Same interface as :mod:`scratchgen.kernels.reference`.
 """

@@ -21,10 +21,12 @@ _PACKAGE = Path(__file__).resolve().parent.parent  # the installed scratchgen/ke
 
 
 def cache_roots():
-    """Candidate cache folders, in order of preference."""
-    from scratchgen.io import user_cache_dir
+    """Candidate cache folders, in order of preference. The first is
+    ``scratchgen.io.user_cache_dir("numba")``, spelled out: ``kernels/`` imports nothing from
+    ``scratchgen``."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return [Path(user_cache_dir("numba")),
+    return [Path(xdg) / "scratchgen" / "numba",
             Path(tempfile.gettempdir()) / f"scratchgen-numba-{uid}"]
 
 

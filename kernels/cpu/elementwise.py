@@ -1,8 +1,8 @@
 """ReLU, leaky ReLU, their VJP and a conv's per-channel bias, one pass each (``cpu`` backend).
 
-In the WGAN-GP step (W3) ``np.maximum(a, 0)`` took ~50 us per 256 x 512 float32 array where
-a multiply takes ~17, and the VJP's mask made three passes before its product (the bool mask,
-its float copy, then the slope's multiply and add for leaky_relu). The loops give the same
+``np.maximum(a, 0)`` costs several multiplies' time, and the VJP's mask made three passes
+before its product (the bool mask, its float copy, then the slope's multiply and add for
+leaky_relu); measurements in ``benchmarks/PROFILE.md``. The loops give the same
 values as :mod:`reference`'s NumPy expressions, bit for bit: max(a, 0) is +0 for -0 and NaN
 for NaN; the VJP multiplies g by the mask's two possible values, computed as NumPy computes
 them, so NaN and inf in g still give NaN where the mask is 0.
@@ -87,8 +87,8 @@ def _channel_bias(y, b, out):
 
 
 def channel_bias(y, b):
-    """y + b[None, :, None, None] for y (N, C, H, W), b (C,): NumPy's broadcast add runs an inner
-    loop per H*W row (109 us for W2's 64 x 128 x 7 x 7, against 35 for a copy)."""
+    """y + b[None, :, None, None] for y (N, C, H, W), b (C,) in one pass: NumPy's broadcast add
+    runs an inner loop per H*W row, ~3x a copy's time on small planes."""
     if not (_fast(y) and y.ndim == 4 and y.size and isinstance(b, np.ndarray)
             and b.dtype == y.dtype and b.shape == y.shape[1:2]):
         return reference.channel_bias(y, b)
@@ -100,8 +100,8 @@ def channel_bias(y, b):
 
 def channel_sum(g):
     """g summed over N, H, W -> (C,): a conv bias's gradient. One matrix-vector product over the
-    H*W rows, then a sum over N (NumPy's reduction over axes (0, 2, 3) took 210-320 us on W2's
-    shapes, this 35)."""
+    H*W rows, then a sum over N (NumPy's reduction over axes (0, 2, 3) is several times slower
+    on small planes, benchmarks/PROFILE.md)."""
     if not (isinstance(g, np.ndarray) and g.ndim == 4 and g.size
             and g.dtype in (np.float32, np.float64)):
         return reference.channel_sum(g)

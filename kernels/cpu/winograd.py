@@ -24,35 +24,34 @@ infinity (``matrices``).
 
 Tile transforms are numba loops (one (channel, sample) plane at a time): generic ones for any
 F(m, r) and stride (the tests' reference for the unrolled ones), and unrolled ones for
-F(2x2, 3x3) at stride 1, ~2x faster (``_x_tiles_f23``, ``_gy_tiles_f23``, ``_out_f23``,
+F(2x2, 3x3) at stride 1, faster (``_x_tiles_f23``, ``_gy_tiles_f23``, ``_out_f23``,
 ``_filter_f23``), the route for 3x3/s1 outputs of 1-2 pixels a side. Larger 3x3/s1 outputs
 run F(4x4, 3x3) and stride 2 F(2x2, 2x2) or F(4x4, 2x2), each in a channel-last module
 (``winograd_f43.py``, ``winograd_s2.py``). The GEMMs are NumPy's batched ``matmul``
 (OpenBLAS), one call per chunk of samples, run on both cores (``parallel_chunks``).
+
+``forward``, ``input_grad`` and ``weight_grad`` are the ``winograd`` algorithm of the route
+table (``routes.py``): any square kernel and stride, any output tile m (``route.tile``).
 """
 import math
 
 import numpy as np
 from numba import njit, uint64
 
-from .parallel import batch_chunks, parallel_chunks
+from . import routes
+from .parallel import parallel_chunks
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
 _POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
-CHUNK_COLS = 512  # tiles (GEMM columns) per chunk of samples: 256 and 1024 measured slower
 _MATS = {}
-# Elements of padding between the alpha^2 planes of a tile or product array. With planes a
-# power of two apart (16 * 512 tiles...), the transforms' 9 or 16 streams fall in one L1 set
-# and 4K-alias each other: measured 3x slower (benchmarks/PROFILE.md). 16 keeps 64-byte
-# alignment.
-PLANE_PAD = 16
 
 
 def planes(k, rows, cols, dt):
     """An uninitialised (k, rows, cols) array whose planes are es = rows*cols + PLANE_PAD
-    elements apart (each plane C-contiguous, so BLAS takes it as is), its flat buffer, and es."""
-    es = rows * cols + PLANE_PAD
+    (``routes.py``) elements apart (each plane C-contiguous, so BLAS takes it as is), its flat
+    buffer, and es."""
+    es = rows * cols + routes.PLANE_PAD
     buf = np.empty(k * es, dt)
     return buf.reshape(k, es)[:, :rows * cols].reshape(k, rows, cols), buf, es
 
@@ -229,7 +228,7 @@ def _out_transform(mm, n0, n1, o_, s, th, tw, at, y, hy, wy, qt, ql):
 # A tile's columns 2tj..2tj+3 are the even/odd columns tj, tj+1 of its plane, and its rows
 # 2ti..2ti+3 the even/odd rows ti, ti+1: splitting planes by parity turns every pass into a
 # unit-stride loop (over a row of tiles, then over all th*tw tiles of a plane) that LLVM
-# vectorises; the generic loops above run 2-2.4x slower on W4 (benchmarks/PROFILE.md).
+# vectorises, where the generic loops above do not (benchmarks/PROFILE.md).
 
 
 @njit(cache=True, inline="always")
@@ -390,7 +389,7 @@ def filter_transform(g, m, r, dt):
 def _filter_f23(g, u):
     """``filter_transform`` for F(2x2, 3x3) (G g = (-g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2)):
     g flat (O*C, 3, 3) in any float dtype, u flat (16, O*C); arithmetic in float64 (the
-    einsum route took ~1.5 ms on W4's 128x64 filters, more than a chunk's transforms)."""
+    einsum route took longer than a chunk's tile transforms)."""
     oc = g.size // 9
     t = np.empty((4, 3))
     for k in range(oc):
@@ -404,7 +403,7 @@ def _filter_f23(g, u):
             u[e + 2 * oc], u[e + 3 * oc] = 0.5 * (g0 - g1 + g2), g2
 
 
-def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
+def _correlate(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql, route):
     """Stride-1 Winograd F(m, r) convolution of x's s*s polyphase components with U
     (alpha^2, O*s_out^2, C*s^2), written into y (N, O, Hy, Wy) through ``_out_transform``
     (phase-interleaved when s_out > 1); F(2x2, 3x3) at stride 1 through the unrolled
@@ -435,11 +434,11 @@ def conv(x, u, s, pt, pl, th, tw, m, r, y, s_out, qt, ql):
             _out_transform(np.matmul(u, v).reshape(-1), n0, n1, o_, s_out, th, tw, at, yf,
                            y.shape[2], y.shape[3], qt, ql)
 
-    parallel_chunks(run, batch_chunks(n, t_, CHUNK_COLS))
+    parallel_chunks(run, route.chunks(n, t_))
     return y
 
 
-def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
+def _phase_weight_grad(x, gy, s, pt, pl, th, tw, m, r, route):
     """dg' (O, C*s*s, r, r) of the polyphase convolution: G^T [sum over chunks of
     (A gy A^T)[e] @ V[e]^T] G, the chunks' products summed in float64."""
     at, gm, bt = matrices(m, r)
@@ -450,7 +449,7 @@ def weight_grad(x, gy, s, pt, pl, th, tw, m, r):
     al = m + r - 1
     t_ = th * tw
     xf, gf = x.reshape(-1), gy.reshape(-1)
-    chunks = batch_chunks(n, t_, CHUNK_COLS)
+    chunks = route.chunks(n, t_)
     # per chunk, summed in chunk order whichever thread finished first: deterministic
     parts = np.empty((len(chunks), al * al, o, c * s * s), dt)
     index = {n0: i for i, (n0, _) in enumerate(chunks)}
@@ -498,3 +497,44 @@ def _filter_grad_f23(parts, dg):
             dg[9 * j + 3 * p] = -d0 + 0.5 * (d1 + d2)
             dg[9 * j + 3 * p + 1] = 0.5 * (d1 - d2)
             dg[9 * j + 3 * p + 2] = 0.5 * (d1 + d2) + d3
+
+
+# ---------------------------------------------------------------- the three passes
+
+
+def forward(x, w, g, route):
+    """y = x (*) w -> (N, O, Ho, Wo) with F(m x m, r x r), m = ``route.tile``."""
+    s, m = g.stride[0], route.tile
+    r = -(-g.kh // s)
+    u = filter_transform(phase_filters(w, s, r), m, r, x.dtype)
+    y = np.empty((g.n, g.o, g.ho, g.wo), x.dtype)
+    return _correlate(x, u, s, g.padding[0], g.padding[1], -(-g.ho // m), -(-g.wo // m), m, r,
+                      y, 1, 0, 0, route)
+
+
+def input_grad(gy, w, g, route):
+    """dL/dx -> (N, C, H, W): the stride-1 correlation of gy with the flipped kernel
+    components, its s*s output phases interleaved into gx; output row u' is gx_pad row
+    s*(u0 + u') + a."""
+    s, m = g.stride[0], route.tile
+    (ph, pw), h, wd = g.padding, g.h, g.w
+    r = -(-g.kh // s)
+    u = filter_transform(phase_filters(w, s, r)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), m, r,
+                         gy.dtype)
+    u0h, u0w = ph // s, pw // s
+    th = -(-((h - 1 + ph) // s + 1 - u0h) // m)
+    tw = -(-((wd - 1 + pw) // s + 1 - u0w) // m)
+    gx = np.empty((g.n, g.c, h, wd), gy.dtype)
+    return _correlate(gy, u, 1, r - 1 - u0h, r - 1 - u0w, th, tw, m, r, gx, s, ph - s * u0h,
+                      pw - s * u0w, route)
+
+
+def weight_grad(x, gy, g, route):
+    """dL/dw -> (O, C, kh, kw): the phase filters' gradient, interleaved back and cropped."""
+    s, m = g.stride[0], route.tile
+    r = -(-g.kh // s)
+    d = _phase_weight_grad(x, gy, s, g.padding[0], g.padding[1], -(-g.ho // m), -(-g.wo // m),
+                           m, r, route)
+    d = d.reshape(g.o, g.c, s, s, r, r).transpose(0, 1, 4, 2, 5, 3)
+    return np.ascontiguousarray(d.reshape(g.o, g.c, s * r, s * r)[:, :, :g.kh, :g.kw],
+                                dtype=x.dtype)

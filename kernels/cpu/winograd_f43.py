@@ -28,14 +28,11 @@ runs over C contiguous channels, and a tile is a row of V (T, C).
 import numpy as np
 from numba import njit, uint64
 
-from .parallel import batch_chunks, parallel_chunks, parallel_chunks_after
+from .parallel import parallel_chunks, parallel_chunks_after
 from .winograd import planes
 from .winograd_s2 import _SIXTH, _from_hwc, _to_hwc
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
-
-# tiles per chunk: 6 samples of W4 (64-112 measured alike; 176 ~10% slower)
-CHUNK_COLS = 96
 
 
 @njit(cache=True, inline="always")
@@ -265,7 +262,7 @@ def _transformed(w, flip, tr):
 # ---------------------------------------------------------------- drivers
 
 
-def _forward(x, filters, pt, pl, y):
+def _forward(x, filters, pt, pl, y, route):
     """y (N, O, Hy, Wy) = the stride-1 correlation of x offset by (pt, pl) with the filters
     whose transform (36, C, O) ``filters()`` returns (run beside the first chunk's tiles)."""
     n, c, h, wd = x.shape
@@ -281,33 +278,35 @@ def _forward(x, filters, pt, pl, y):
         np.matmul(v, u(), out=mm)
         _untile(mf, me, n0, n1, o, th, tw, yf, hy, wy)
 
-    parallel_chunks_after(filters, run, batch_chunks(n, t_, CHUNK_COLS))
+    parallel_chunks_after(filters, run, route.chunks(n, t_))
     return y
 
 
-def conv(x, w, ph, pw, ho, wo):
-    """y = x (*) w, 3x3, stride 1, padding (ph, pw): x (N, C, H, W), w (O, C, 3, 3)."""
-    y = np.empty((x.shape[0], w.shape[0], ho, wo), x.dtype)
-    return _forward(x, lambda: _transformed(w, False, True), ph, pw, y)
+def forward(x, w, g, route):
+    """y = x (*) w, 3x3, stride 1: x (N, C, H, W), w (O, C, 3, 3) -> (N, O, Ho, Wo)."""
+    y = np.empty((g.n, g.o, g.ho, g.wo), x.dtype)
+    return _forward(x, lambda: _transformed(w, False, True), *g.padding, y, route)
 
 
-def input_grad(gy, w, h, wd, ph, pw):
-    """dL/dx (N, C, H, W) of ``conv``: gy padded by 2 - p correlated with w flipped, its
+def input_grad(gy, w, g, route):
+    """dL/dx (N, C, H, W) of ``forward``: gy padded by 2 - p correlated with w flipped, its
     channel axes swapped."""
-    gx = np.empty((gy.shape[0], w.shape[1], h, wd), gy.dtype)
-    return _forward(gy, lambda: _transformed(w, True, False), 2 - ph, 2 - pw, gx)
+    gx = np.empty((g.n, g.c, g.h, g.w), gy.dtype)
+    ph, pw = g.padding
+    return _forward(gy, lambda: _transformed(w, True, False), 2 - ph, 2 - pw, gx, route)
 
 
-def weight_grad(x, gy, ph, pw):
-    """dL/dw (O, C, 3, 3) of ``conv``: G^T [sum over tiles (A gy A^T)[e]^T V[e]] G, the
+def weight_grad(x, gy, g, route):
+    """dL/dw (O, C, 3, 3) of ``forward``: G^T [sum over tiles (A gy A^T)[e]^T V[e]] G, the
     chunks' products summed in float64 in chunk order."""
+    ph, pw = g.padding
     n, c, h, wd = x.shape
     _, o, ho, wo = gy.shape
     dt = x.dtype
     th, tw = -(-ho // 4), -(-wo // 4)
     t_ = th * tw
     xf, gf = x.reshape(-1), gy.reshape(-1)
-    chunks = batch_chunks(n, t_, CHUNK_COLS)
+    chunks = route.chunks(n, t_)
     parts = np.empty((len(chunks), 36, o, c), dt)
     index = {n0: i for i, (n0, _) in enumerate(chunks)}
 

@@ -18,8 +18,8 @@ so a tile of 2x2 outputs costs 9 channel products instead of 16: the 9 GEMMs
 multiply-adds than im2col's on a 7x7 output (16 tiles cover 8x8) and 1.78x fewer on 8x8.
 F(4, 2) (alpha = 5, below) spends 25 products on 4x4 outputs: 1.44x fewer again on 7x7 or
 8x8 outputs, for most of a float32 digit. ``m`` (2 or 4) picks one; the route picks per call
-the one whose GEMMs do less work (``conv._winograd_m``: 4 on D2's 7x7 outputs, whose three
-kernels went 20.9 -> 19.2 ms on two cores, benchmarks/PROFILE.md).
+the one whose GEMMs do less work (``routes.winograd_tile``: 4 on D2's 7x7 outputs,
+benchmarks/PROFILE.md).
 
 Layout: each sample's plane is first copied channel-last, into a zero-bordered (rows,
 columns, C) buffer, so that every transform's inner loop runs over C contiguous channels
@@ -30,14 +30,10 @@ single-threaded GEMMs.
 import numpy as np
 from numba import njit, uint64
 
-from .parallel import batch_chunks, halves, parallel_chunks, parallel_chunks_after
+from .parallel import halves, parallel_chunks, parallel_chunks_after
 from .winograd import planes
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
-
-# tiles per chunk, by m. F(2x2, 2x2): 256, 16 samples of a 7x7 output (128 and 512 measured no
-# faster). F(4x4, 2x2): 192, i.e. two chunks of 32 samples for W2 (96: 21.5 ms against 19.2)
-CHUNK_COLS = {2: 256, 4: 192}
 
 
 @njit(**_JIT)
@@ -328,8 +324,8 @@ def _untile4(mm, c_, th, tw, nph, tstep, estep, col0, es, wq, buf, t):
 @njit(**_JIT)
 def _filters4(w, o_, c_, flip, tr, u, es):
     """``_filters`` for F(4x4, 2x2): u[e, o, (2a + b)*C + c] = (G g G^T)[e], 25 planes, or
-    with ``tr`` u[e, (2a + b)*C + c, o] (the forward's B operand: BLAS is ~20% slower on the
-    transposed view with 128-tile chunks). The vector loop runs along u's rows: over c, or
+    with ``tr`` u[e, (2a + b)*C + c, o] (the forward's B operand: BLAS is slower on the
+    transposed view, benchmarks/PROFILE.md). The vector loop runs along u's rows: over c, or
     over o with ``tr``."""
     nx, ny, sx, sy, bx, bp = o_, c_, 16 * c_, 16, 4 * c_, c_
     if tr:
@@ -559,9 +555,10 @@ def _transformed_filters(w, m, flip):
     return u
 
 
-def conv(x, w, pt, pl, ho, wo, m):
-    """y = x (*) w at stride 2, padding (pt, pl): x (N, C, H, W), w (O, C, kh, kw), kh, kw <= 4;
-    output tiles m x m (2 or 4)."""
+def forward(x, w, g, route):
+    """y = x (*) w at stride 2: x (N, C, H, W), w (O, C, kh, kw), kh, kw <= 4 -> (N, O, Ho, Wo);
+    output tiles m x m, m = ``route.tile`` (2 or 4)."""
+    (pt, pl), ho, wo, m = g.padding, g.ho, g.wo, route.tile
     n, c, h, wd = x.shape
     o = w.shape[0]
     dt = x.dtype
@@ -578,14 +575,14 @@ def conv(x, w, pt, pl, ho, wo, m):
         np.matmul(v, ut(), out=mm)
         _out_y(mf, me, n0, n1, o, th, tw, m, yf, ho, wo)
 
-    parallel_chunks_after(lambda: _transformed_filters(w, m, False), run,
-                          batch_chunks(n, t_, CHUNK_COLS[m]))
+    parallel_chunks_after(lambda: _transformed_filters(w, m, False), run, route.chunks(n, t_))
     return y
 
 
-def input_grad(gy, w, h, wd, pt, pl, m):
-    """dL/dx (N, C, H, W) of ``conv``: the stride-1 correlation of gy with the flipped phase
-    filters, its 4C outputs the phases of gx_pad."""
+def input_grad(gy, w, g, route):
+    """dL/dx (N, C, H, W) of ``forward``: the stride-1 correlation of gy with the flipped
+    phase filters, its 4C outputs the phases of gx_pad."""
+    (pt, pl), h, wd, m = g.padding, g.h, g.w, route.tile
     n, o, ho, wo = gy.shape
     c = w.shape[1]
     dt = gy.dtype
@@ -602,14 +599,14 @@ def input_grad(gy, w, h, wd, pt, pl, m):
         np.matmul(v, u(), out=mm)
         _out_gx(mf, me, n0, n1, c, th, tw, m, pt, pl, gxf, h, wd)
 
-    parallel_chunks_after(lambda: _transformed_filters(w, m, True), run,
-                          batch_chunks(n, t_, CHUNK_COLS[m]))
+    parallel_chunks_after(lambda: _transformed_filters(w, m, True), run, route.chunks(n, t_))
     return gx
 
 
-def weight_grad(x, gy, kh, kw, pt, pl, m):
-    """dL/dw (O, C, kh, kw) of ``conv``: G^T [sum over tiles (A gy A^T)[e] (outer) V[e]] G,
+def weight_grad(x, gy, g, route):
+    """dL/dw (O, C, kh, kw) of ``forward``: G^T [sum over tiles (A gy A^T)[e] (outer) V[e]] G,
     the chunks' products summed in float64 in chunk order."""
+    (pt, pl), kh, kw, m = g.padding, g.kh, g.kw, route.tile
     n, c, h, wd = x.shape
     _, o, ho, wo = gy.shape
     dt = x.dtype
@@ -617,7 +614,7 @@ def weight_grad(x, gy, kh, kw, pt, pl, m):
     th, tw = _tiles_for(ho, m), _tiles_for(wo, m)
     t_ = th * tw
     xf, gf = x.reshape(-1), gy.reshape(-1)
-    chunks = batch_chunks(n, t_, CHUNK_COLS[m])
+    chunks = route.chunks(n, t_)
     parts, pf, pe = planes(e * len(chunks), o, 4 * c, dt)  # chunk i: planes e*i..e*i + e - 1
     index = {n0: i for i, (n0, _) in enumerate(chunks)}
 
@@ -635,7 +632,7 @@ def weight_grad(x, gy, kh, kw, pt, pl, m):
     gwf = gw.reshape(-1)
     if m == 2:
         _filter_grad(pf, len(chunks), o, c, pe, gwf)
-    else:  # rows of gw on both cores: D2's weight grad 6.3 -> 6.1 ms, caches cold
+    else:  # rows of gw on both cores (benchmarks/PROFILE.md)
         parallel_chunks(lambda o0, o1: _filter_grad4(pf, len(chunks), o, c, pe, gwf, o0, o1),
                         halves(o))
     return np.ascontiguousarray(gw[:, :kh, :kw].transpose(0, 3, 1, 2), dtype=dt)
