@@ -238,6 +238,7 @@ def test_bad_or_unavailable_backend_is_one_line(tmp_path, env, argv, named):
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_signal_saves_checkpoint_and_resume_works(tmp_path, sig, code):
     out = tmp_path / "s"
     p = cli_process(["train", "toy-regression", "--steps", "100000", "--out", str(out),

@@ -342,6 +342,7 @@ def test_ring():
 
 
 @pytest.mark.parametrize("name", ["8gaussians", "25gaussians", "ring", "checkerboard"])
+@pytest.mark.slow
 def test_log_density_integrates_to_one(name):
     d = toy_dataset(name)
     n = 1000

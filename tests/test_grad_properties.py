@@ -38,17 +38,24 @@ def _check_case(case, check, dtype=np.float64, examples=None):
 CASE_LIST = list(CASES.values())
 
 
-EXAMPLES = 60  # per case and order: the whole file stays ~10-20 s on 2 cores
+# hypothesis examples per case and order: the full suite's (the file ~70 s on 2 cores) and the
+# fast tier's (pytest -m "not slow": every case still drawn, ~10 s)
+EXAMPLES = 60
+QUICK = 6
+TIERS = [pytest.param(QUICK, id="quick"),
+         pytest.param(EXAMPLES, id="full", marks=pytest.mark.slow)]
 
 
+@pytest.mark.parametrize("examples", TIERS)
 @pytest.mark.parametrize("case", CASE_LIST, ids=lambda c: c.name)
-def test_first_order(case):
-    _check_case(case, sg.gradcheck, examples=EXAMPLES)
+def test_first_order(case, examples):
+    _check_case(case, sg.gradcheck, examples=examples)
 
 
+@pytest.mark.parametrize("examples", TIERS)
 @pytest.mark.parametrize("case", CASE_LIST, ids=lambda c: c.name)
-def test_second_order(case):
-    _check_case(case, sg.gradgradcheck, examples=EXAMPLES)
+def test_second_order(case, examples):
+    _check_case(case, sg.gradgradcheck, examples=examples)
 
 
 def _keeps_float32(fn, inputs):

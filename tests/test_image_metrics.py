@@ -203,6 +203,7 @@ KEYS = ("fd", "fd_floor", "fd_train", "coverage", "confidence", "mnist_score",
         "classifier_accuracy")
 
 
+@pytest.mark.slow
 def test_mnist_gan_run_reports_the_image_metrics(tmp_path, digit_cache, capsys, mnist_dir):
     from scratchgen import trainer
     from scratchgen.cli import main
@@ -259,6 +260,7 @@ def test_fixed_noise_is_the_same_at_every_evaluation(mnist, tmp_path):
     assert np.array_equal(rows[0], rows[1])  # same z, same 'generator'
 
 
+@pytest.mark.slow
 def test_progress_survives_an_interrupted_run_and_resume_repeats_it(tmp_path, digit_cache,
                                                                   monkeypatch, mnist_dir):
     import signal

@@ -61,6 +61,7 @@ def venv(tmp_path_factory):
     return py, pip, purelib
 
 
+@pytest.mark.slow
 def test_install_then_editable_install_keeps_the_command_line_working(venv, tmp_path):
     py, pip, purelib = venv
     src = tmp_path / "src"
@@ -112,6 +113,7 @@ def test_install_then_editable_install_keeps_the_command_line_working(venv, tmp_
     assert _numba_files(src / "kernels") == []
 
 
+@pytest.mark.slow
 def test_numba_cache_honours_numba_cache_dir(tmp_path):
     env = _env(tmp_path / "xdg")
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "nc")

@@ -336,6 +336,7 @@ def test_unrolled_f23_transforms_match_the_generic_ones(case):
 
 
 @pytest.mark.parametrize("k, s, m", [(3, 1, 4), (3, 1, 2), (4, 2, 4), (4, 2, 2)])
+@pytest.mark.slow
 def test_gradchecks_through_the_winograd_routes(k, s, m):
     """conv2d's and conv_transpose2d's first and second derivatives against central
     differences (float64), the route forced to F(m x m, .): on the cpu backend the VJPs (and

@@ -79,6 +79,7 @@ def test_script_is_pytorch_code_but_for_its_import_block(name):
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.slow
 def test_script_runs_under_scratchgen(name, mnist_dir):
     _run(mnist_dir, name)
 

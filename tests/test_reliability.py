@@ -183,6 +183,7 @@ def _while_writing(args, *others):
     assert writer.returncode == 130, err
 
 
+@pytest.mark.slow
 def test_a_second_writer_of_a_run_is_refused_naming_the_holder(tmp_path):
     d = tmp_path / "d"
     _while_writing(TOY + ["--steps", 1000, "--set", "sleep=0.05", "--out", d],
@@ -196,6 +197,7 @@ def test_a_second_writer_of_a_run_is_refused_naming_the_holder(tmp_path):
     assert len(evals) == len(set(evals)) and evals == sorted(evals)
 
 
+@pytest.mark.slow
 def test_a_kill_while_resume_rewrites_metrics_never_loses_them(tmp_path):
     """A checkpoint at step 200000 with 200000 metric lines and 100 lines of an interrupted
     future: resume drops those 100, and a SIGKILL the moment the rewrite shows (a temporary
@@ -227,6 +229,7 @@ def test_a_kill_while_resume_rewrites_metrics_never_loses_them(tmp_path):
     assert caught  # the kill landed while the file was being rewritten
 
 
+@pytest.mark.slow
 def test_temp_files_left_by_killed_writers_are_removed_on_the_next_start(tmp_path):
     d = tmp_path / "d"
     ok(scratchgen(*TOY, "--steps", 4, "--ckpt-every", 2, "--out", d))
@@ -237,6 +240,7 @@ def test_temp_files_left_by_killed_writers_are_removed_on_the_next_start(tmp_pat
     assert temp_files(d) == [] and ckpts(d)[-1].name == "ckpt-00000006.npz"
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_adds_nothing_to_its_metrics(tmp_path):
     d = tmp_path / "d"
     ok(scratchgen(*TOY, "--steps", 4, "--out", d))
@@ -258,6 +262,7 @@ def test_a_checkpoint_is_written_only_from_finite_weights(tmp_path):
         assert (d / name).exists() and finite(d / name)
 
 
+@pytest.mark.slow
 def test_resume_may_lower_the_learning_rate_as_the_stop_message_advises(tmp_path):
     d = tmp_path / "d"
     rc, out, err = scratchgen(*TOY, "--steps", 6, "--ckpt-every", 1, "--set", "nan_at=3",
@@ -284,6 +289,7 @@ def _poison_latest(run):
     return path
 
 
+@pytest.mark.slow
 def test_sample_never_draws_from_non_finite_weights(tmp_path):
     d = tmp_path / "d"
     ok(scratchgen(*WGAN_GP, "--steps", 4, "--ckpt-every", 2, "--out", d))
@@ -294,6 +300,7 @@ def test_sample_never_draws_from_non_finite_weights(tmp_path):
     assert s.shape == (16, 2) and np.isfinite(s).all()
 
 
+@pytest.mark.slow
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path):
     d = tmp_path / "d"
     ok(scratchgen(*TOY, "--steps", 6, "--ckpt-every", 2, "--out", d))
@@ -325,6 +332,7 @@ BAD_OPTIONS = [
 ]
 
 
+@pytest.mark.slow
 def test_bad_hyperparameters_are_one_line_naming_them_and_write_nothing(tmp_path):
     procs = [cli_process(["train", model, *args, "--steps", "3",
                           "--out", str(tmp_path / f"r{i}")])
@@ -341,6 +349,7 @@ def test_bad_hyperparameters_are_one_line_naming_them_and_write_nothing(tmp_path
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.slow
 def test_critic_burst_false_means_false(tmp_path):
     for value in ("False", "false"):
         d = tmp_path / value
@@ -352,6 +361,7 @@ def test_critic_burst_false_means_false(tmp_path):
 
 
 # ---- run directories that do not depend on where they were made ---------------------------------
+@pytest.mark.slow
 def test_relative_data_paths_still_work_from_another_folder(tmp_path, monkeypatch, mnist_dir):
     home, away = tmp_path / "home", tmp_path / "away"
     home.mkdir()
@@ -370,6 +380,7 @@ def test_relative_data_paths_still_work_from_another_folder(tmp_path, monkeypatc
         assert np.load(f"{run}.npy").shape[0] == 4
 
 
+@pytest.mark.slow
 def test_eval_and_sample_take_data_dir_to_relocate_the_data(tmp_path):
     (tmp_path / "a").mkdir()
     np.save(tmp_path / "a" / "pts.npy",
@@ -381,6 +392,7 @@ def test_eval_and_sample_take_data_dir_to_relocate_the_data(tmp_path):
     ok(scratchgen("sample", d, "--data-dir", tmp_path / "b", "-n", 4, "-o", tmp_path / "s.npy"))
 
 
+@pytest.mark.slow
 def test_an_npz_array_is_chosen_with_colon_key(tmp_path):
     rng = np.random.default_rng(0)
     f = tmp_path / "data.npz"
@@ -410,6 +422,7 @@ def test_out_that_is_a_file_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("code, what", [("EROFS", "read-only"), ("EACCES", "permission")])
+@pytest.mark.slow
 def test_read_only_or_forbidden_places_are_one_line(tmp_path, faults, code, what):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -423,6 +436,7 @@ def test_read_only_or_forbidden_places_are_one_line(tmp_path, faults, code, what
     assert os.listdir(ro) == []
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path, faults):
     d = tmp_path / "d"
     line = one_line_error(scratchgen(*TOY, "--steps", 6, "--ckpt-every", 2, "--out", d,

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import scratchgen as sg
 from scratchgen.data import BatchLoader, DataSource
@@ -69,6 +70,7 @@ def _train(*args):
     assert p.returncode == 0, err
 
 
+@pytest.mark.slow
 def test_the_burst_reaches_training_through_the_command(tmp_path):
     """Resumed from a checkpoint relabelled as step 24 (then 499), the command trains
     generator steps 24 and 25 (then 499 and 500). A train line is logged after each step,
