@@ -420,4 +420,4 @@ def test_cuda_backend_selection_fails_in_one_line_when_the_self_test_fails(monke
         backend._select("cuda", "--backend")
     msg = str(e.value)
     assert "\n" not in msg and "Failed to find CUDA headers" in msg
-    assert "pip install -e .[cuda]" in msg and "--backend=cpu" in msg
+    assert "pip install -e '.[cuda]'" in msg and "--backend=cpu" in msg
