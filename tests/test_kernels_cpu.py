@@ -244,13 +244,16 @@ def test_weight_grad_sums_chunks_in_chunk_order_when_they_finish_out_of_order(
 
 @pytest.mark.parametrize("shapes", [((5, 3), (3, 4)), ((256, 128), (128, 128)),
                                     ((512, 512), (512, 128)), ((2, 7, 3), (3, 5)),
-                                    ((4, 1, 6, 2), (3, 2, 7)), ((6, 0), (0, 2))])
-def test_matmul_is_numpys_with_one_blas_thread_below_the_threshold(shapes):
-    """Below ``SINGLE_THREAD_FLOPS`` (e.g. the 8-MFLOP products of a width-128 MLP) a product
-    runs with OpenBLAS at one thread, which is restored after; any shape gives NumPy's
-    product to float32's error bound (not its bits: another thread count may run another
-    OpenBLAS kernel, another summation order)."""
+                                    ((4, 1, 6, 2), (3, 2, 7)), ((6, 0), (0, 2)),
+                                    ((3, 256, 300), (300, 200)),
+                                    ((2, 1, 200, 300), (4, 300, 100))])
+def test_matmul_runs_every_gemm_on_one_blas_thread(shapes):
+    """Below ``SPLIT_FLOPS`` one GEMM, above it one per ``ROW_BLOCK`` rows or more, each with
+    OpenBLAS at one thread (restored after). The bits are those of one-thread GEMMs over the
+    row blocks the shape fixes (what the code promises, whatever the load or thread count);
+    against NumPy's own product only float32's error bound (another kernel, another order)."""
     from unittest import mock
+    from threadpoolctl import threadpool_limits
     from scratchgen.kernels.cpu import linalg, parallel
     # the BLAS libraries loaded when the kernels first ran, NumPy's among them (numba may
     # load SciPy's later, at its first compilation; NumPy never calls that one)
@@ -258,23 +261,23 @@ def test_matmul_is_numpys_with_one_blas_thread_below_the_threshold(shapes):
     before = blas()
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
-    real = np.matmul
-    # quiet; a conv split just before (``recently_split``); other processes busy on our cores
-    for split, busy in ((False, False), (True, False), (False, True)):
-        seen = []
-        with mock.patch.object(linalg.np, "matmul",
-                               side_effect=lambda *x: (seen.append(blas()), real(*x))[1]), \
-                mock.patch.object(linalg, "recently_split", lambda: split), \
-                mock.patch.object(linalg, "others_busy", lambda: busy):
-            got = linalg.matmul(a, b)
-        # both within gamma_k |a| |b| of the exact product, k = a's columns
-        want, k = np.matmul(a, b), a.shape[-1]
-        assert got.shape == want.shape and got.dtype == want.dtype
-        bound = 2 * k * np.finfo(np.float32).eps * np.matmul(abs(a), abs(b), dtype=np.float64)
-        assert np.all(abs(got.astype(np.float64) - want) <= bound)
-        small = 2 * a.size * b.shape[-1] < linalg.SINGLE_THREAD_FLOPS  # a's batch covers b's
-        assert seen == [[1] * len(before) if small or split or busy else before]
-        assert blas() == before
+    real, seen = np.matmul, []
+    with mock.patch.object(linalg.np, "matmul",
+                           side_effect=lambda *x, **kw: (seen.append(blas()), real(*x, **kw))[1]):
+        got = linalg.matmul(a, b)
+    m, k = a.shape[-2], a.shape[-1]
+    want = np.matmul(a, b)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    bound = 2 * k * np.finfo(np.float32).eps * np.matmul(abs(a), abs(b), dtype=np.float64)
+    assert np.all(abs(got.astype(np.float64) - want) <= bound)
+    split = 2 * want.size * k >= linalg.SPLIT_FLOPS and m >= 2 * linalg.ROW_BLOCK
+    blocks = parallel._ranges(m, m // linalg.ROW_BLOCK) if split else [(0, m)]
+    with threadpool_limits(1, user_api="blas"):
+        ref = np.concatenate([np.matmul(a[..., r0:r1, :], b) for r0, r1 in blocks], axis=-2)
+    np.testing.assert_array_equal(got, ref)
+    assert len(seen) == len(blocks)
+    assert seen == [[1] * len(before)] * len(seen)
+    assert blas() == before
 
 
 @pytest.mark.parametrize("shapes", [((64, 1), (1, 6272)), ((3, 5, 1), (1, 4)),
@@ -290,39 +293,6 @@ def test_matmul_outer_products_are_numpys_bits(shapes, dtype):
     got, want = linalg.matmul(a, b), np.matmul(a, b)
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
-
-
-def test_others_busy_reads_other_processes_work_on_our_cores():
-    """``others_busy``: (busy CPU s of our cores - our own CPU s) / wall s >= OTHERS_BUSY,
-    re-read only after LOAD_WINDOW_S; the real counters parse on this machine."""
-    from unittest import mock
-    from scratchgen.kernels.cpu import parallel
-    snap = parallel._cpu_snapshot()
-    assert snap is None or (snap[0] >= 0 and snap[1] >= 0)
-    clock, counters = [100.0], [(50.0, 10.0)]
-    with mock.patch.object(parallel, "_cpu_snapshot", lambda: counters[0]), \
-            mock.patch.object(parallel.time, "monotonic", lambda: clock[0]), \
-            mock.patch.dict(parallel._state, {"load": None}):
-        parallel._state.pop("load")
-        assert not parallel.others_busy()             # first reading: no window yet
-        clock[0], counters[0] = 101.0, (51.9, 11.0)   # 1.9 busy, 1.0 ours: others 0.9
-        assert parallel.others_busy()
-        clock[0], counters[0] = 101.1, (99.0, 11.0)   # within the window: not re-read
-        assert parallel.others_busy()
-        clock[0], counters[0] = 102.1, (53.1, 12.0)   # since 101.0: 1.2 busy, 1.0 ours
-        assert not parallel.others_busy()
-
-
-def test_recently_split_follows_a_split():
-    """A conv split marks the next ``SPIN_S`` seconds, whatever its outcome."""
-    from scratchgen.kernels.cpu import parallel
-    parallel._state["split_until"] = 0.0
-    assert not parallel.recently_split()
-    parallel.parallel_chunks(lambda n0, n1: None, [(0, 1)])  # one chunk: no split
-    assert not parallel.recently_split()
-    parallel.parallel_chunks(lambda n0, n1: None, [(0, 1), (1, 2)])
-    assert parallel.recently_split() == (parallel.n_threads() > 1)
-    parallel._state["split_until"] = 0.0
 
 
 def test_malloc_keeps_freed_memory_unless_the_user_tuned_it():
@@ -357,7 +327,7 @@ def test_matmul_copies_zero_and_negative_stride_operands_for_blas(dtype):
     for a, b in cases:
         seen = []
         with mock.patch.object(linalg.np, "matmul",
-                               side_effect=lambda *x: (seen.append(x), real(*x))[1]):
+                               side_effect=lambda *x, **kw: (seen.append(x), real(*x, **kw))[1]):
             got = linalg.matmul(a, b)
         assert all(min(m.strides[-2:]) > 0 for m in seen[0])
         want = real(np.ascontiguousarray(a), np.ascontiguousarray(b))

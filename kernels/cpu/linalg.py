@@ -1,23 +1,25 @@
-"""Matrix products for the ``cpu`` backend: small ones with OpenBLAS held at one thread.
+"""Matrix products for the ``cpu`` backend, every one computed by single-threaded OpenBLAS
+calls, so their bits do not depend on the machine's load or on timing.
 
-OpenBLAS's worker threads spin-wait for a core between calls. Beside another busy process
-they lose whole scheduler slices on every small product: the README's main job (an MLP of
-width 128, products of ~8 MFLOP) ran 3.4x slower with its default two threads than with
-``OPENBLAS_NUM_THREADS=1`` (10 vs 34 steps/s), and no faster on a quiet machine. Large
-products keep OpenBLAS's own threads: splitting them over our own threads
-(``parallel_chunks``) was robust under load but 15-20% slower quiet (a ~50 us thread hand-off
-per call, each block packing the other operand again: W1 4.2 -> 5.8 ms), see
-``benchmarks/PROFILE.md``. Except beside the conv kernels' splits (``recently_split``): the
-workers a threaded product leaves spinning would slow the next convolutions more than its
-second thread saves; and while other processes keep our cores busy (``others_busy``), where
-they would spin-wait for a core (``parallel.py``).
+OpenBLAS's bits change with its thread count (128 x 784 @ 784 x 512 differs in the last bits
+between one and two threads), and its worker threads spin-wait for a core between calls:
+beside another busy process they lose whole scheduler slices (the README's main job, an MLP
+of width 128, ran 3.4x slower with two threads than with ``OPENBLAS_NUM_THREADS=1``). An
+earlier policy took OpenBLAS's threads for large products unless the machine looked busy
+(/proc/stat) or a conv split had just run: fast, but two identical runs diverged at step 148
+on a loaded machine. Now small products run on one BLAS thread as they are; large ones
+(``SPLIT_FLOPS``) are cut into row blocks fixed by the shape (``ROW_BLOCK``), each a
+one-thread GEMM on the kernels' worker threads (``parallel_chunks``). The blocks depend on
+M alone, not on cores, threads or which thread takes which block, so neither do the bits
+(``tests/test_determinism.py``); in float32 they were the whole one-thread product's in every
+shape tried, float64 differed for some (OpenBLAS's small-matrix kernels on the blocks).
 """
 import numpy as np
 
-from .parallel import _lock, one_blas_thread, others_busy, recently_split
+from .parallel import _lock, _ranges, one_blas_thread, parallel_chunks
 
-# 2 * batch * M * K * N below which a product runs with one BLAS thread
-SINGLE_THREAD_FLOPS = 1 << 25
+SPLIT_FLOPS = 1 << 25  # 2 * batch * M * K * N from which a product is split into row blocks
+ROW_BLOCK = 64         # rows per block at least (whole SkylakeX SGEMM micro-tiles of 16)
 
 
 def _for_blas(a):
@@ -28,11 +30,25 @@ def _for_blas(a):
     return np.ascontiguousarray(a) if min(s) <= 0 and a.size > 1 else a
 
 
+def _split_rows(a, b):
+    """a @ b as one-thread GEMMs over row blocks of a, on the kernels' threads."""
+    m = a.shape[-2]
+    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, b.shape[-1]),
+                   np.result_type(a, b))
+
+    def run(r0, r1):
+        np.matmul(a[..., r0:r1, :], b, out=out[..., r0:r1, :])
+
+    parallel_chunks(run, _ranges(m, m // ROW_BLOCK))
+    return out
+
+
 def matmul(a, b):
-    """``np.matmul(a, b)``, with one BLAS thread below ``SINGLE_THREAD_FLOPS``, while the
-    conv kernels split work over the cores and while other processes keep them busy."""
+    """``np.matmul(a, b)`` with one BLAS thread per GEMM: whole below ``SPLIT_FLOPS`` or with
+    fewer than 2 ``ROW_BLOCK`` rows, else in row blocks over the cores."""
     if a.ndim < 2 or b.ndim < 2:
-        return np.matmul(a, b)
+        with _lock, one_blas_thread():
+            return np.matmul(a, b)
     a, b = _for_blas(a), _for_blas(b)
     m, k = a.shape[-2:]
     n = b.shape[-1]
@@ -42,8 +58,7 @@ def matmul(a, b):
         # (W2's discriminator), the broadcast product 0.06 ms
         return np.multiply(a, b)
     batch = max(a.size // max(m * k, 1), b.size // max(k * n, 1))
-    if 2 * batch * m * k * n >= SINGLE_THREAD_FLOPS and not recently_split() \
-            and not others_busy():
-        return np.matmul(a, b)
+    if 2 * batch * m * k * n >= SPLIT_FLOPS and m >= 2 * ROW_BLOCK:
+        return _split_rows(a, b)
     with _lock, one_blas_thread():
         return np.matmul(a, b)

@@ -2,26 +2,20 @@
 its own numba copies/transforms and a *single-threaded* OpenBLAS GEMM.
 
 OpenBLAS's own threads spin-wait after each call; a numba loop or a second GEMM started
-meanwhile on the other core fights them (``benchmarks/NOTES.md``), and with another process on
+meanwhile on the other core fights them (``benchmarks/PROFILE.md``), and with another process on
 the machine a spinning worker loses whole scheduler slices (``benchmarks/PROFILE.md``). Here
 OpenBLAS is set to one thread for the duration of the call (threadpoolctl, at run time: the
 user's environment is not touched, and the previous count is restored), and the work is split
 into more chunks than threads, taken from a shared counter: a thread whose core is busy
 elsewhere simply takes fewer chunks. Idle workers sleep on a futex.
 
-One threading model at a time: a BLAS call on OpenBLAS's own threads leaves its workers
-spinning for ~0.1 s after it returns (2^28 TSC ticks, even once set to one thread), and a
-split started meanwhile shares the cores with them. So while splits run (``recently_split``),
-the engine's matrix products stay on one BLAS thread too (``linalg.py``): measured on the
-DCGAN step (W2), whose two 51-MFLOP products otherwise slowed its convolutions 1.3x
-(``benchmarks/PROFILE.md``). Nor do they take OpenBLAS's threads while other processes keep
-our cores busy (``others_busy``): its workers would spin-wait for a core that is running
-something else.
+Nothing here depends on load or timing: chunk bounds depend on the shapes and
+``n_threads()`` only, each chunk writes its own output (or its own partial sum, added in
+chunk order), so which thread takes which chunk never changes a bit.
 """
 import itertools
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import ThreadpoolController
@@ -43,55 +37,6 @@ def _blas():
     if "blas" not in _state:
         _state["blas"] = ThreadpoolController().select(user_api="blas")
     return _state["blas"]
-
-
-SPIN_S = 0.2  # seconds; OpenBLAS's workers spin ~0.1 s after a threaded call
-
-
-def recently_split():
-    """Whether a split (``parallel_chunks`` on several threads) ended within ``SPIN_S``."""
-    return _state.get("split_until", 0.0) > time.monotonic()
-
-
-LOAD_WINDOW_S = 0.25  # how often ``others_busy`` re-reads the machine's CPU counters
-OTHERS_BUSY = 0.5     # cores' worth of other processes' work on our cores that counts as busy
-
-
-def _cpu_snapshot():
-    """(busy CPU seconds of the cores we may run on, CPU seconds of this process), from
-    /proc/stat (user + nice + system + irq + softirq: not idle, iowait or a hypervisor's
-    steal) and os.times; None where there is no /proc/stat."""
-    try:
-        mine = os.sched_getaffinity(0)
-        with open("/proc/stat") as f:
-            lines = f.read().splitlines()
-    except (AttributeError, OSError):
-        return None
-    busy = 0
-    for line in lines:
-        name, _, rest = line.partition(" ")
-        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in mine:
-            v = rest.split()
-            busy += int(v[0]) + int(v[1]) + int(v[2]) + int(v[5]) + int(v[6])
-    t = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
-
-
-def others_busy():
-    """Whether other processes kept >= ``OTHERS_BUSY`` of our cores busy since the previous
-    reading (re-read at most every ``LOAD_WINDOW_S``; False off Linux and at the first call)."""
-    now = time.monotonic()
-    last = _state.get("load")
-    if last is not None and now - last[0] < LOAD_WINDOW_S:
-        return last[3]
-    snap = _cpu_snapshot()
-    if snap is None:
-        return False
-    busy = False
-    if last is not None:
-        busy = ((snap[0] - last[1]) - (snap[1] - last[2])) / (now - last[0]) >= OTHERS_BUSY
-    _state["load"] = (now, snap[0], snap[1], busy)
-    return busy
 
 
 def _pool(n):
@@ -139,12 +84,10 @@ class one_blas_thread:
 def parallel_chunks(fn, chunks):
     """fn(*chunk) for every chunk, spread over ``n_threads()`` threads (the caller is one),
     with BLAS single-threaded meanwhile. fn must release the GIL for its heavy parts (nogil
-    numba loops, NumPy matmul) and write disjoint outputs per chunk. A single chunk runs as is,
-    BLAS threads untouched. Serialised per process: the BLAS thread count is global."""
-    if len(chunks) == 1:  # nothing to split: BLAS keeps its own threads
-        with _lock:
-            fn(*chunks[0])
-        return
+    numba loops, NumPy matmul) and write disjoint outputs per chunk. A single chunk runs on
+    the calling thread, BLAS single-threaded too: OpenBLAS's bits change with its thread count,
+    so no product of the cpu backend uses its threads (``linalg.py``). Serialised per process:
+    the BLAS thread count is global."""
     nt = min(n_threads(), len(chunks))
     with _lock, one_blas_thread():
         if nt <= 1:
@@ -160,12 +103,9 @@ def parallel_chunks(fn, chunks):
                 fn(*chunks[i])
 
         futs = [_pool(nt - 1).submit(worker) for _ in range(nt - 1)]
-        try:
-            worker()
-            for f in futs:
-                f.result()
-        finally:
-            _state["split_until"] = time.monotonic() + SPIN_S
+        worker()
+        for f in futs:
+            f.result()
 
 
 def parallel_chunks_after(prep, fn, chunks):
