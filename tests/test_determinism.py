@@ -17,7 +17,7 @@ from scratchgen import backend, trainer
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 from harness import checkpoints, metric_lines  # noqa: E402
 
-pytestmark = pytest.mark.skipif(backend.name() != "cpu",
+pytestmark = pytest.mark.skipif(backend.name != "cpu",
                                 reason="the cpu backend's thread policy (numpy has no threads; "
                                        "cuda's bits are the GPU's)")
 
@@ -96,19 +96,24 @@ def test_a_run_resumed_beside_busy_processes_is_the_uninterrupted_quiet_runs_bit
     assert_same_run(whole, part)
 
 
-def test_large_products_have_the_same_bits_under_load_and_any_thread_count(monkeypatch):
-    """The split of a large product depends on its shape alone: the same bits with one worker
-    thread or several, beside busy processes or not, call after call."""
+@pytest.mark.parametrize("shape", [(256, 784, 400), (784, 128, 400)])
+def test_large_products_have_the_same_bits_under_load_and_any_blas_thread_count(shape):
+    """A large product is split by its shape and the cores this process may use, never by
+    load or by OpenBLAS's thread count: the same bits with OpenBLAS set to 1, 2 or 4 threads
+    before the call, beside busy processes or not, call after call."""
+    from threadpoolctl import threadpool_limits
     from scratchgen.kernels.cpu import linalg, parallel
+    m, k, n = shape
     rng = np.random.default_rng(1)
-    a = rng.standard_normal((256, 784)).astype(np.float32)
-    b = rng.standard_normal((784, 400)).astype(np.float32)
-    assert 2 * 256 * 784 * 400 >= linalg.SPLIT_FLOPS
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    assert 2 * m * k * n >= linalg.SPLIT_FLOPS
+    assert (linalg.blocks(a, b)[1] is not None) == (parallel.n_threads() >= 2)
     want = linalg.matmul(a, b)
     got = []
-    for n in (1, 2, 3):
-        monkeypatch.setattr(parallel, "n_threads", lambda n=n: n)
-        got.append(linalg.matmul(a, b))
+    for t in (1, 2, 4):
+        with threadpool_limits(t, user_api="blas"):
+            got.append(linalg.matmul(a, b))
     with Busy():
         got += [linalg.matmul(a, b) for _ in range(5)]
     for g in got:

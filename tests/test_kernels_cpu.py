@@ -248,10 +248,11 @@ def test_weight_grad_sums_chunks_in_chunk_order_when_they_finish_out_of_order(
                                     ((3, 256, 300), (300, 200)),
                                     ((2, 1, 200, 300), (4, 300, 100))])
 def test_matmul_runs_every_gemm_on_one_blas_thread(shapes):
-    """Below ``SPLIT_FLOPS`` one GEMM, above it one per ``ROW_BLOCK`` rows or more, each with
-    OpenBLAS at one thread (restored after). The bits are those of one-thread GEMMs over the
-    row blocks the shape fixes (what the code promises, whatever the load or thread count);
-    against NumPy's own product only float32's error bound (another kernel, another order)."""
+    """Below ``SPLIT_FLOPS`` one GEMM, above it one per core in row or column blocks
+    (``linalg.blocks``), each with OpenBLAS at one thread (restored after). The bits are those
+    of one-thread GEMMs over the blocks the shape fixes (what the code promises, whatever the
+    load or OPENBLAS_NUM_THREADS); against NumPy's own product only float32's error bound
+    (another kernel, another summation order)."""
     from unittest import mock
     from threadpoolctl import threadpool_limits
     from scratchgen.kernels.cpu import linalg, parallel
@@ -270,10 +271,14 @@ def test_matmul_runs_every_gemm_on_one_blas_thread(shapes):
     assert got.shape == want.shape and got.dtype == want.dtype
     bound = 2 * k * np.finfo(np.float32).eps * np.matmul(abs(a), abs(b), dtype=np.float64)
     assert np.all(abs(got.astype(np.float64) - want) <= bound)
-    split = 2 * want.size * k >= linalg.SPLIT_FLOPS and m >= 2 * linalg.ROW_BLOCK
-    blocks = parallel._ranges(m, m // linalg.ROW_BLOCK) if split else [(0, m)]
+    axis, blocks = linalg.blocks(a, b)
+    split = (2 * want.size * k >= linalg.SPLIT_FLOPS and parallel.n_threads() >= 2
+             and max(m, b.shape[-1]) >= 2 * linalg.MIN_BLOCK)
+    assert (blocks is not None) == split
+    blocks = blocks or [(0, m)]
     with threadpool_limits(1, user_api="blas"):
-        ref = np.concatenate([np.matmul(a[..., r0:r1, :], b) for r0, r1 in blocks], axis=-2)
+        ref = np.concatenate([np.matmul(a[..., r0:r1, :], b) if axis == -2 else
+                              np.matmul(a, b[..., r0:r1]) for r0, r1 in blocks], axis=axis)
     np.testing.assert_array_equal(got, ref)
     assert len(seen) == len(blocks)
     assert seen == [[1] * len(before)] * len(seen)
