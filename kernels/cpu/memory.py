@@ -2,9 +2,9 @@
 
 A training step allocates and frees many arrays of 0.1-30 MB (activations, their gradients,
 tile buffers). With glibc's defaults each such block is a fresh ``mmap`` or is trimmed off the
-heap when freed, so the next step takes a page fault per 4 KiB page it touches again (~3 us
-each on the VM measured, ~0.7 ms per MB). On the DCGAN step (W2) keeping the memory cut the
-step from 117-133 to 96-104 ms, three interleaved pairs (``benchmarks/PROFILE.md``).
+heap when freed, so the next step takes a page fault per 4 KiB page it touches again. On the
+DCGAN step (W2) keeping the memory cut the step by ~20% (``benchmarks/PROFILE.md``, third
+round).
 
 Applied once when the ``cpu`` backend's kernels load, on glibc only, and not where the user
 set any ``MALLOC_*_`` tunable (their choice stands). The cost is resident memory: up to
@@ -24,7 +24,7 @@ _USER_VARS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOL
 
 def _glibc():
     """Whether the running C library is glibc (asked of it: no scan of the executable, which
-    ``platform.libc_ver`` does, ~2 ms at import)."""
+    ``platform.libc_ver`` does, slowly at import)."""
     try:
         return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
     except (AttributeError, ValueError, OSError):

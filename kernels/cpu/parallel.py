@@ -67,7 +67,7 @@ def _ranges(n, k):
 
 class one_blas_thread:
     """Context: OpenBLAS at one thread inside, the previous count restored on exit (what
-    ``threadpoolctl``'s ``limit`` does, at ~1/5 of its ~11 us per use)."""
+    ``threadpoolctl``'s ``limit`` does, at a fraction of its cost per use)."""
 
     def __enter__(self):
         self._saved = [(lc, lc.num_threads) for lc in _blas().lib_controllers]
@@ -112,8 +112,7 @@ def parallel_chunks_after(prep, fn, chunks):
     """``parallel_chunks`` of fn(n0, n1, get) with ``prep()`` run as the first work item: one
     thread computes it (a conv's filter transform) while the other starts on a chunk's tile
     transforms; ``get()`` waits for prep's result and returns it (or raises its error).
-    On D2's forward + input grad, caches cold as in a training step: 11.3 -> 10.9 ms (medians
-    of six runs, each -0.2 to -0.85 ms)."""
+    (Measured on W2's D2: ``benchmarks/PROFILE.md``, fifth round.)"""
     done = threading.Event()
     out, err = [], []
 
