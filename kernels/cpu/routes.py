@@ -51,9 +51,9 @@ WINOGRAD_MIN_CHANNELS = 16
 SMALL_K = 64
 # im2col's chunks of samples, about this many GEMM columns (samples * Ho*Wo) each, run on
 # both cores with one-thread GEMMs: joint layout (every pass) up to K = SPLIT_MAX_K, beyond
-# which the batch is one chunk on OpenBLAS's own threads (faster on a quiet machine for
-# GEMM-bound layers, much slower beside another busy process: split everywhere by default);
-# per-sample layout.
+# which the batch is one chunk on one thread (split everywhere by default: one chunk was
+# faster on a quiet machine only on OpenBLAS's own threads, which no cpu product uses now,
+# their bits changing with the thread count); per-sample layout.
 IM2COL_CHUNK_COLS = 1024
 SPLIT_MAX_K = 1 << 30
 SAMPLE_CHUNK_COLS = 4096
