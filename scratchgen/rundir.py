@@ -114,6 +114,12 @@ def take_lock(path, shared=False):
     return fd
 
 
+def release_lock(fd):
+    """Release and close a lock fd of :func:`take_lock`."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
 def _holder(fd):
     """The PID written in a held lock file (the holder writes it just after locking)."""
     for _ in range(20):
@@ -379,8 +385,7 @@ class RunDir:
             except OSError:
                 pass
             self._remove_made()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        os.close(self._lock_fd)
+        release_lock(self._lock_fd)
         self._lock_fd = None
 
     def __enter__(self):

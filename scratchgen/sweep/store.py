@@ -11,14 +11,13 @@ that evaluation only when a run ends); *running* while a live process holds its 
 when its last attempt ended in an error (kept until ``--retry-failed``); *stopped* when it has a
 directory but is none of these (resumed from its newest checkpoint); otherwise *pending*.
 """
-import fcntl
 import json
 import os
 from pathlib import Path
 
 from scratchgen.io import atomic_write
 from scratchgen.rundir import (CKPT_RE, CONFIG, LOCK, LockHeld, LockNotOurs, os_error_message,
-                               take_lock)
+                               release_lock, take_lock)
 from scratchgen.sweep.study import StudyError
 
 STATES = ("finished", "running", "stopped", "failed", "pending")
@@ -159,8 +158,7 @@ class StudyDir:
 
     def close(self):
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            release_lock(self._fd)
             self._fd = None
 
     def __enter__(self):
