@@ -62,13 +62,16 @@ import scratchgen as sg  # noqa: E402
 import scratchgen.functional as F  # noqa: E402
 from scratchgen import nn, optim  # noqa: E402
 
-try:
-    import torch
-except ImportError:  # scratchgen alone
-    torch = None
+if os.environ.get("_WORKLOADS_MEMORY_CHILD") == "scratchgen":
+    torch = None  # a memory child times scratchgen alone, without torch's libraries resident
+else:
+    try:
+        import torch
+    except ImportError:  # scratchgen alone
+        torch = None
 
 B = sg.backend
-TARGETS = {"W1": 1.0, "W2": 1.25, "W3": 0.9, "W4": 1.0}  # scratchgen/PyTorch-CPU, cpu backend
+TARGETS = {"W1": 0.8, "W2": 0.7, "W3": 0.8, "W4": 0.65}  # scratchgen/PyTorch-CPU, cpu backend (issue 30)
 
 
 # ---------------------------------------------------------------- FLOP counts
@@ -573,9 +576,116 @@ def run(keys, steps, warmup, block, batch_override, check_flops, do_check_losses
     return results
 
 
-def table(results, targets):
+# ---------------------------------------------------------------- memory and the machine's peak
+
+def _proc_status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def memory_child(key, framework, steps, batch_override, warmup=2):
+    """Run in a child process: build ``key`` in one framework and run ``warmup`` steps, then
+    reset the peak RSS (``/proc/self/clear_refs``) and run ``steps`` more; print JSON with MB:
+    ``peak_mb`` the process's peak resident memory over its whole life (imports, model,
+    optimiser state, every step), ``resident_mb`` what was resident after warm-up, ``step_mb``
+    the peak of the later steps above it (activations, gradients, temporaries)."""
+    name, flops_fn, batch, overridable = WORKLOADS[key]
+    if batch_override and overridable:
+        batch = batch_override
+    fw = SCRATCHGEN if framework == "scratchgen" else torch_framework(torch.device("cpu"))
+    step, _ = BUILD[key](fw, make_data(key, batch), batch)
+    for _ in range(warmup):
+        step()
+    fw.sync()
+    early = _proc_status_kb("VmHWM")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    base = _proc_status_kb("VmRSS")
+    for _ in range(steps):
+        step()
+    fw.sync()
+    late = _proc_status_kb("VmHWM")
+    print(json.dumps({"peak_mb": max(early, late) / 1024, "resident_mb": base / 1024,
+                      "step_mb": (late - base) / 1024}))
+
+
+def measure_memory(keys, steps, batch_override):
+    """{key: {framework: child's JSON}}: each framework in its own process (scratchgen's
+    without torch imported; PyTorch's imports scratchgen for the shared workload code, which
+    ``base_mb`` includes)."""
+    import subprocess
+    out = {}
+    fws = ["scratchgen"] + (["torch"] if torch is not None else [])
+    for key in keys:
+        out[key] = {}
+        for fw in fws:
+            env = dict(os.environ, _WORKLOADS_MEMORY_CHILD=fw)
+            cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", fw,
+                   "--only", key, "--steps", str(steps)]
+            if batch_override:
+                cmd += ["--batch", str(batch_override)]
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            out[key][fw] = json.loads(p.stdout.strip().splitlines()[-1])
+    return out
+
+
+def memory_table(mem):
+    head = (f"{'workload':<17}{'framework':>11}{'peak MB':>9}{'ratio':>7}{'resident MB':>13}"
+            f"{'step MB':>9}")
+    lines = [head, "-" * len(head)]
+    for key, per in mem.items():
+        label = f"{key} {WORKLOADS[key][0]}"
+        for fw, m in per.items():
+            ratio = (f"{m['peak_mb'] / per['torch']['peak_mb']:>7.2f}"
+                     if fw == "scratchgen" and "torch" in per else f"{'':>7}")
+            lines.append(f"{label:<17}{fw:>11}{m['peak_mb']:>9.1f}{ratio}{m['resident_mb']:>13.1f}"
+                         f"{m['step_mb']:>9.1f}")
+            label = ""
+    lines.append("peak = the process's peak resident memory (imports, model, every step; each "
+                 "framework in its own process, scratchgen's without torch); resident = after "
+                 "2 warm-up steps; step = the later steps' peak above it")
+    return "\n".join(lines)
+
+
+def gemm_peak(threads, n=2048, repeat=5):
+    """The machine's attainable float32 rate, GFLOP/s: the best of ``repeat`` n^3 products by
+    NumPy's BLAS and (when importable) PyTorch's, at ``threads`` threads; and the nominal peak
+    from /proc/cpuinfo (cores x MHz x FLOP per cycle: 2 FMA units of the widest vector the
+    flags list, which is an assumption about the core; None off Linux)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    best = 0.0
+    fns = [lambda: np.matmul(a, a)]
+    if torch is not None:
+        ta = torch.from_numpy(a)
+        fns.append(lambda: torch.mm(ta, ta))
+    for fn in fns:
+        fn()
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    nominal = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        mhz = float(info.split("cpu MHz")[1].split(":")[1].split()[0])
+        flags = info.split("flags")[1].split(":")[1].split("\n")[0].split()
+        lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+        per_cycle = lanes * 2 * (2 if "fma" in flags else 1)  # 2 units; FMA = 2 FLOP
+        nominal = threads * mhz / 1e3 * per_cycle
+    except (OSError, IndexError, ValueError):
+        pass
+    return best, nominal
+
+
+def table(results, targets, peak=None):
     head = (f"{'workload':<17}{'GFLOP/step':>11}{'ref':>7}{'scratchgen ms':>15}{'ref ms':>9}"
-            f"{'ratio':>8}{'target':>8}{'sg GFLOP/s':>12}{'ref GFLOP/s':>13}{'others':>8}")
+            f"{'ratio':>8}{'target':>8}{'sg GFLOP/s':>12}{'ref GFLOP/s':>13}{'others':>8}"
+            + (f"{'sg % peak':>11}{'ref % peak':>11}" if peak else ""))
     lines = [head, "-" * len(head)]
     for key, r in results.items():
         t = r["times"]
@@ -589,14 +699,17 @@ def table(results, targets):
             gf = r["flops_per_step"] / 1e9
             if ref is None:
                 lines.append(f"{label:<17}{gf:>11.3f}{'-':>7}{s:>15.2f}{'-':>9}{'-':>8}{'-':>8}"
-                             f"{gf / s * 1e3:>12.1f}{'-':>13}{others}")
+                             f"{gf / s * 1e3:>12.1f}{'-':>13}{others or '':>8}"
+                             + (f"{100 * gf / s * 1e3 / peak:>11.0f}" if peak else ""))
                 continue
             m = t[ref]["median_ms"]
             ratio = s / m
             tgt = TARGETS.get(key) if (ref == "torch" and targets) else None
             mark = "-" if tgt is None else f"{tgt:.2f}{'' if ratio <= tgt else '!'}"
             lines.append(f"{label:<17}{gf:>11.3f}{ref:>7}{s:>15.2f}{m:>9.2f}{ratio:>8.2f}"
-                         f"{mark:>8}{gf / s * 1e3:>12.1f}{gf / m * 1e3:>13.1f}{others}")
+                         f"{mark:>8}{gf / s * 1e3:>12.1f}{gf / m * 1e3:>13.1f}{others or '':>8}"
+                         + (f"{100 * gf / s * 1e3 / peak:>11.0f}{100 * gf / m * 1e3 / peak:>11.0f}"
+                            if peak else ""))
             label, others = "", ""
         if "torch_flops_counted" in r:
             tf = r["torch_flops_counted"]
@@ -604,7 +717,8 @@ def table(results, targets):
                          f"{tf:,} ({tf / r['flops_per_step']:.3f}x)  "
                          + ", ".join(f"{k}: {v:,}" for k, v in r["torch_flops_per_op"].items()))
     lines.append("ratio = scratchgen / ref (lower is better); '!' marks a missed target; "
-                 "others = cores kept busy by other processes meanwhile (compare runs near 0)")
+                 "others = cores kept busy by other processes meanwhile (compare runs near 0)"
+                 + ("; % peak = GFLOP/s / the best n^3 GEMM measured in this run" if peak else ""))
     return "\n".join(lines)
 
 
@@ -796,6 +910,10 @@ def main(argv=None):
     p.add_argument("--breakdown", action="store_true",
                    help="instead of timing, split --steps scratchgen steps by op, kernel, "
                         "optimiser and engine overhead (and PyTorch's steps by aten op)")
+    p.add_argument("--memory", action="store_true",
+                   help="also measure each workload's peak resident memory, each framework in "
+                        "its own process (--steps steps each)")
+    p.add_argument("--memory-child", choices=("scratchgen", "torch"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     keys = [k.strip().upper() for k in a.only.split(",") if k.strip()]
     bad = [k for k in keys if k not in WORKLOADS]
@@ -805,6 +923,9 @@ def main(argv=None):
         p.error("--steps and --block must be >= 1 and --warmup >= 0")
     if torch is not None:
         torch.set_num_threads(a.threads)
+    if a.memory_child:
+        memory_child(keys[0], a.memory_child, a.steps, a.batch)
+        return
     if a.profile:
         profile(keys, a.steps, a.warmup, a.batch)
         return
@@ -813,6 +934,7 @@ def main(argv=None):
         return
     if torch is None:
         print("PyTorch is not importable: timing scratchgen alone", file=sys.stderr)
+    peak, nominal = gemm_peak(a.threads)
     load0 = os.getloadavg()
     results = run(keys, a.steps, a.warmup, a.block, a.batch, a.check_flops, a.check_losses,
                   a.under_load)
@@ -824,15 +946,22 @@ def main(argv=None):
                     if k.startswith(("OPENBLAS", "OMP_", "MKL_", "NUMBA", "SCRATCHGEN"))},
             "machine": platform.platform(), "processor": platform.processor(),
             "steps": a.steps, "warmup": a.warmup, "block": a.block,
-            "blas_kernel": blas_kernel(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "blas_kernel": blas_kernel(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "gemm_peak_gflops": peak, "nominal_peak_gflops": nominal}
     print(f"backend={B.name}  torch={info['torch']}  threads={a.threads}  "
           f"numpy={np.__version__}  {a.steps} steps after {a.warmup} warm-up, median  "
           f"load avg {load0[0]:.2f} -> {info['loadavg_after'][0]:.2f} on {os.cpu_count()} cores"
           + (f"  OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}"
              if os.environ.get("OPENBLAS_CORETYPE") else "") + f"  BLAS kernel {blas_kernel()}")
-    print(table(results, targets=B.name == "cpu"))
+    print(f"peak: best {a.threads}-thread float32 GEMM {peak:.0f} GFLOP/s"
+          + (f" (nominal {nominal:.0f}: cores x base clock x FLOP/cycle)" if nominal else ""))
+    print(table(results, targets=B.name == "cpu", peak=peak))
     if a.under_load:
         print(load_table(results))
+    if a.memory:
+        mem = measure_memory(keys, a.steps, a.batch)
+        info["memory"] = mem
+        print(memory_table(mem))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"info": info, "results": results}, f, indent=1)

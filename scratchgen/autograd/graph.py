@@ -225,10 +225,11 @@ def _backprop(outputs, grad_outputs, targets, create_graph, retain_graph, accumu
     prev = _set_grad_enabled(create_graph)
     try:
         for t in reversed(order):
-            g = grads.pop(id(t), None)
+            tid = id(t)
+            g = grads.pop(tid, None)
             node = t._node
-            if target_ids is not None and id(t) in target_ids:
-                result[id(t)] = g
+            if target_ids is not None and tid in target_ids:
+                result[tid] = g
             if g is None:
                 continue
             if node is None:
@@ -238,20 +239,32 @@ def _backprop(outputs, grad_outputs, targets, create_graph, retain_graph, accumu
                     else:
                         t.grad = t.grad + g
                 continue
-            if relevant is not None and id(t) not in relevant:
+            if relevant is not None and tid not in relevant:
                 continue
-            args, params = node.args, node.params
+            args, params, prim = node.args, node.params, node.prim
+            vjps = prim.vjps
             for i, a in enumerate(args):
                 if not (isinstance(a, T) and a.requires_grad):
                     continue
                 if relevant is not None and id(a) not in relevant:
                     continue
-                gi = node.prim.vjp(i, g, t, args, params)
+                if type(vjps) is tuple and i < len(vjps) and vjps[i] is not None:
+                    gi = vjps[i](g, t, *args, **params) if params else vjps[i](g, t, *args)
+                else:  # a variadic primitive's VJP, or the error for a missing one
+                    gi = prim.vjp(i, g, t, args, params)
                 if gi is None:
                     continue
-                gi = _sum_to(gi, a.array.shape)
-                prev_g = grads.get(id(a))
-                grads[id(a)] = gi if prev_g is None else prev_g + gi
+                shape = a.array.shape
+                if gi.array.shape != shape:
+                    gi = _sum_to(gi, shape)
+                aid = id(a)
+                prev_g = grads.get(aid)
+                if prev_g is None:
+                    grads[aid] = gi
+                elif create_graph:
+                    grads[aid] = prev_g + gi
+                else:  # nothing records: the arrays' sum, without an op's bookkeeping
+                    grads[aid] = T._wrap(prev_g.array + gi.array)
             if not retain_graph:
                 node.args = None
                 node.params = None
