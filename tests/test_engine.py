@@ -49,6 +49,21 @@ def test_gradient_accumulates_over_uses_and_calls():
     np.testing.assert_array_equal(npy(x.grad), [24.0, -42.0, 13.0])
 
 
+def test_summed_gradients_are_new_arrays_with_or_without_a_graph():
+    # add's VJP hands g on unchanged, so two paths meeting at a tensor must be summed into a
+    # new array (the sweep adds raw arrays when nothing records): editing one leaf's .grad in
+    # place must leave the others' alone, and a create_graph sweep must agree.
+    for create_graph in (False, True):
+        a, b = t64([1.0, 2.0]), t64([3.0, 4.0])
+        y = a + b
+        (y + a + b + b).sum().backward(create_graph=create_graph)
+        np.testing.assert_array_equal(npy(a.grad), [2.0, 2.0])
+        np.testing.assert_array_equal(npy(b.grad), [3.0, 3.0])
+        assert a.grad.array is not b.grad.array
+        a.grad.array[...] = 0.0
+        np.testing.assert_array_equal(npy(b.grad), [3.0, 3.0])
+
+
 def test_ten_thousand_op_chain_backprops_without_recursion():
     x = t64([1.0])
     y = x
