@@ -411,6 +411,12 @@ WORKLOADS = {
 }
 
 
+
+def batch_of(key, batch_override):
+    """The workload's batch: its default, or ``--batch`` where the workload allows it."""
+    _, _, batch, overridable = WORKLOADS[key]
+    return batch_override if batch_override and overridable else batch
+
 def _cpu_snapshot():
     """(wall s, busy CPU s of the whole machine, CPU s of this process), or None off Linux."""
     try:
@@ -540,9 +546,8 @@ def run(keys, steps, warmup, block, batch_override, check_flops, do_check_losses
                              "install a CUDA build of PyTorch or run without torch")
     results = {}
     for key in keys:
-        name, flops_fn, batch, overridable = WORKLOADS[key]
-        if batch_override and overridable:
-            batch = batch_override
+        name, flops_fn = WORKLOADS[key][:2]
+        batch = batch_of(key, batch_override)
         flops = flops_fn(batch)
         data = make_data(key, batch)
         res = {"name": name, "batch": batch, "flops_per_step": flops}
@@ -592,9 +597,7 @@ def memory_child(key, framework, steps, batch_override, warmup=2):
     ``peak_mb`` the process's peak resident memory over its whole life (imports, model,
     optimiser state, every step), ``resident_mb`` what was resident after warm-up, ``step_mb``
     the peak of the later steps above it (activations, gradients, temporaries)."""
-    name, flops_fn, batch, overridable = WORKLOADS[key]
-    if batch_override and overridable:
-        batch = batch_override
+    batch = batch_of(key, batch_override)
     fw = SCRATCHGEN if framework == "scratchgen" else torch_framework(torch.device("cpu"))
     step, _ = BUILD[key](fw, make_data(key, batch), batch)
     for _ in range(warmup):
@@ -614,8 +617,8 @@ def memory_child(key, framework, steps, batch_override, warmup=2):
 
 def measure_memory(keys, steps, batch_override):
     """{key: {framework: child's JSON}}: each framework in its own process (scratchgen's
-    without torch imported; PyTorch's imports scratchgen for the shared workload code, which
-    ``base_mb`` includes)."""
+    without torch imported; PyTorch's imports scratchgen's Python modules for the shared
+    workload code, ~10 MB of its ``peak_mb``)."""
     import subprocess
     out = {}
     fws = ["scratchgen"] + (["torch"] if torch is not None else [])
@@ -750,9 +753,8 @@ def profile(keys, steps, warmup, batch_override, top=30):
     import cProfile
     import pstats
     for key in keys:
-        name, flops_fn, batch, overridable = WORKLOADS[key]
-        if batch_override and overridable:
-            batch = batch_override
+        name, flops_fn = WORKLOADS[key][:2]
+        batch = batch_of(key, batch_override)
         step, _ = BUILD[key](SCRATCHGEN, make_data(key, batch), batch)
         for _ in range(warmup):
             step()
@@ -842,9 +844,8 @@ def breakdown(keys, steps, warmup, batch_override, top=14):
     backward sweeps), kernels, the optimiser, and the rest (engine and Python overhead);
     then PyTorch's own per-op profile of the same workload."""
     for key in keys:
-        name, flops_fn, batch, overridable = WORKLOADS[key]
-        if batch_override and overridable:
-            batch = batch_override
+        name, flops_fn = WORKLOADS[key][:2]
+        batch = batch_of(key, batch_override)
         data = make_data(key, batch)
         step, _ = BUILD[key](SCRATCHGEN, data, batch)
         for _ in range(warmup):
