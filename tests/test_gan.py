@@ -255,10 +255,11 @@ def test_short_mnist_training_runs(mnist_data, name, config):
 
 
 def test_mnist_recipes_batchnorm_where_it_belongs(mnist_data):
-    """G normalised in all three; the GAN's D and the clipped WGAN critic too (DCGAN, the
-    WGAN paper); never the WGAN-GP critic. Points keep the plain MLPs."""
+    """G normalised in all three; the GAN's D too (DCGAN); the clipped WGAN critic only when
+    asked (the WGAN paper's); never the WGAN-GP critic. Points keep the plain MLPs."""
     has_bn = lambda net: any("BatchNorm" in k for k in kinds(net))
-    for name, d_bn in (("gan", True), ("wgan", True), ("wgan-gp", False)):
+    assert has_bn(mnist_task("wgan", mnist_data, channels=4, d_batchnorm=True).D)
+    for name, d_bn in (("gan", True), ("wgan", False), ("wgan-gp", False)):
         task = mnist_task(name, mnist_data, channels=4)
         assert has_bn(task.G) and has_bn(task.D) == d_bn, name
         assert not has_bn(toy_task(name).G) and not has_bn(toy_task(name).D)
@@ -272,7 +273,7 @@ def test_mnist_recipes_batchnorm_where_it_belongs(mnist_data):
     assert not has_bn(mnist_task("gan", mnist_data, g_batchnorm=False, d_batchnorm=False).G)
 
 
-STEPS = {"gan": 2500, "wgan": 4000, "wgan-gp": 1800}  # 3-10 minutes each on 2 cores
+STEPS = {"gan": 8000, "wgan": 8000, "wgan-gp": 4000}  # about 10 minutes or less on 2 cores
 
 
 def test_mnist_samples_use_the_running_statistics(mnist_data):
@@ -298,11 +299,15 @@ def test_mnist_defaults_in_the_spec():
         config = trainer.new_config(name, dataset="mnist")
         assert config.steps == cls.default_steps("mnist")
         assert trainer.new_config(name, dataset="mnist", steps=7).steps == 7
+        assert (mnist["lr_schedule"], toy["lr_schedule"]) == ("cosine", "constant")
     gan = get_task("gan").spec
     assert (gan.defaults("mnist")["lr"], gan.defaults("8gaussians")["lr"]) == (1e-3, 2e-4)
     assert gan.defaults("mnist")["channels"] == 32
     wgan = get_task("wgan").spec  # one critic update per step on MNIST (measured), 5 elsewhere
     assert (wgan.defaults("mnist")["n_critic"], wgan.defaults("8gaussians")["n_critic"]) == (1, 5)
+    assert (wgan.defaults("mnist")["lr"], wgan.defaults("8gaussians")["lr"]) == (1e-3, 5e-5)
+    gp = get_task("wgan-gp").spec
+    assert (gp.defaults("mnist")["lr"], gp.defaults("8gaussians")["lr"]) == (2e-3, 1e-4)
 
 
 @pytest.mark.parametrize("name", ["gan", "wgan", "wgan-gp"])

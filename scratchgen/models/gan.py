@@ -2,30 +2,27 @@
 
 Networks: MLPs for 2-D points (the WGAN-GP toy experiments: 3 hidden layers of 512, ReLU) and
 the DCGAN pair for 1x28x28 images (:class:`DCGANGenerator`, :class:`DCGANDiscriminator`, base
-width ``channels``): batch normalisation in the generator, in the GAN's discriminator and in
-the clipped WGAN critic (as the DCGAN and WGAN papers), never in the WGAN-GP critic (the
-penalty needs each score to depend on its own image only). Samples come from the generator
-in eval mode (:meth:`~_AdversarialTask.generate`: running statistics). On MNIST the tasks
-default to 3-10 minutes of training on two cores (``steps_by_dataset``).
+width ``channels``): batch normalisation in the generator and the GAN's discriminator (as
+DCGAN), in the clipped WGAN critic only with ``d_batchnorm`` (as the WGAN paper; on MNIST the
+critic without it reached a lower FD), never in the WGAN-GP critic (the penalty needs each
+score to depend on its own image only). Samples come from the generator
+in eval mode (:meth:`~_AdversarialTask.generate`: running statistics).
 Tasks (``scratchgen train NAME``):
 
 * ``gan``: discriminator + generator, non-saturating generator loss (``--set loss=minimax``
-  for the original one), Adam(2e-4; 1e-3 on MNIST, betas (0.5, 0.999)); MNIST: ``channels``
-  32, 2,500 steps;
-* ``wgan``: clipped critic (``clip`` = 0.01), RMSprop(5e-5; 5e-4 on MNIST), ``n_critic`` = 5
+  for the original one), Adam(2e-4; 1e-3 on MNIST, betas (0.5, 0.999)); MNIST: 8,000 steps;
+* ``wgan``: clipped critic (``clip`` = 0.01), RMSprop(5e-5; 1e-3 on MNIST), ``n_critic`` = 5
   critic updates per generator update (1 on MNIST), optionally the paper's schedule
   (``critic_burst``: 100 critic updates for the first 25 generator steps and every 500th);
-  MNIST: ``channels`` 32, 4,000 steps;
-* ``wgan-gp``: gradient penalty ``lam`` (10; 0.1 on toys), Adam(1e-4; 2e-4 on MNIST, betas
-  (0.5, 0.9)), ``n_critic`` = 5; MNIST: ``channels`` 32, 1,800 steps.
+  MNIST: 8,000 steps;
+* ``wgan-gp``: gradient penalty ``lam`` (10; 0.1 on toys), Adam(1e-4; 2e-3 on MNIST, betas
+  (0.5, 0.9)), ``n_critic`` = 5; MNIST: 4,000 steps.
 
-The MNIST learning rates are above the papers' (measured at equal steps: the GAN at 1e-3 and
-width 32 reaches a lower Fréchet distance by step 500 than at 2e-4 and width 64 by step 2,500;
-WGAN-GP at 1e-4 needs twice the steps of 2e-4), so that the defaults draw digits within about
-10 minutes on two cores. The clipped WGAN on MNIST takes one critic update per generator
-update: at equal generator steps n_critic 1, 2 and 5 reached the same FD (152, 145, 151 at
-step 1,000, RMSprop 2e-4), so 1 buys 5x the steps in the same time; at 5e-4 it reaches FD 66
-by step 4,000 (2e-4: 92; n_critic 5 at 2e-4 and 2,000 steps: 128, in more time).
+On MNIST (``channels`` 32, batch 64) the rate decays to 0 on a cosine over the run
+(``lr_schedule``) and the rates are above the papers': chosen on the 60,000 training digits
+(docs/RESULTS.md) for the lowest Fréchet distance within about 10 minutes on two cores. The
+clipped WGAN takes one critic update per generator update there: at equal generator steps
+n_critic 1, 2 and 5 reached about the same FD, so 1 buys the most steps in the same time.
 
 One task step is one generator update, preceded by its critic/discriminator updates, each on
 its own real batch: the task asks the harness for ``batches_per_step(step)`` batches.
@@ -135,7 +132,7 @@ _COMMON = Spec(
     Param("eval_samples", int, 1000, "samples per evaluation (at most the held-out set's size)",
           low=2, by_dataset={"mnist": 10000}),
     Param("lr_schedule", str, "constant", "learning-rate schedule over the run's steps",
-          choices=LR_SCHEDULES),
+          choices=LR_SCHEDULES, by_dataset={"mnist": "cosine"}),
 )
 
 
@@ -352,7 +349,7 @@ class GANTask(_AdversarialTask):
 
     name = "gan"
     reuse_fake = True
-    steps_by_dataset = {"mnist": 2500}
+    steps_by_dataset = {"mnist": 8000}
     spec = _COMMON + _adam_spec(2e-4, 0.999, mnist_lr=1e-3) + Spec(
         Param("n_critic", int, 1, "discriminator updates per generator update", low=1),
         Param("d_batchnorm", bool, True, "batch normalisation in the DCGAN discriminator"),
@@ -409,14 +406,15 @@ class WGANTask(_WassersteinTask):
     """WGAN (Arjovsky et al. 2017): weight-clipped critic, RMSprop."""
 
     name = "wgan"
-    steps_by_dataset = {"mnist": 4000}
+    steps_by_dataset = {"mnist": 8000}
     spec = _COMMON + Spec(
         Param("optimizer", str, "rmsprop", choices=("rmsprop",)),
-        Param("lr", float, 5e-5, "learning rate", above=0, by_dataset={"mnist": 5e-4}),
+        Param("lr", float, 5e-5, "learning rate", above=0, by_dataset={"mnist": 1e-3}),
         Param("n_critic", int, 5, "critic updates per generator update", low=1,
               by_dataset={"mnist": 1}),
         Param("clip", float, 0.01, "critic weights clipped to [-clip, clip]", above=0),
-        Param("d_batchnorm", bool, True, "batch normalisation in the DCGAN critic"),
+        Param("d_batchnorm", bool, False, "batch normalisation in the DCGAN critic (the WGAN "
+              "paper's)"),
         Param("critic_burst", bool, False, "100 critic updates for the first 25 generator "
               "steps and every 500th"))
 
@@ -442,8 +440,8 @@ class WGANGPTask(_WassersteinTask):
     ``lam`` is 0.1 on points (the toy experiments) and 10 on images."""
 
     name = "wgan-gp"
-    steps_by_dataset = {"mnist": 1800}
-    spec = _COMMON + _adam_spec(1e-4, 0.9, mnist_lr=2e-4) + Spec(
+    steps_by_dataset = {"mnist": 4000}
+    spec = _COMMON + _adam_spec(1e-4, 0.9, mnist_lr=2e-3) + Spec(
         Param("n_critic", int, 5, "critic updates per generator update", low=1),
         Param("lam", float, 0.1, "gradient-penalty weight", low=0, by_dataset={"mnist": 10.0}))
 
