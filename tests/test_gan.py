@@ -273,7 +273,7 @@ def test_mnist_recipes_batchnorm_where_it_belongs(mnist_data):
     assert not has_bn(mnist_task("gan", mnist_data, g_batchnorm=False, d_batchnorm=False).G)
 
 
-STEPS = {"gan": 16000, "wgan": 16000, "wgan-gp": 4000}  # about 10 minutes or less on 2 cores
+STEPS = {"gan": 12000, "wgan": 12000, "wgan-gp": 4000}  # about 10 minutes or less on 2 cores
 
 
 def test_mnist_samples_use_the_running_statistics(mnist_data):

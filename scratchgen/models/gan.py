@@ -10,11 +10,11 @@ in eval mode (:meth:`~_AdversarialTask.generate`: running statistics).
 Tasks (``scratchgen train NAME``):
 
 * ``gan``: discriminator + generator, non-saturating generator loss (``--set loss=minimax``
-  for the original one), Adam(2e-4; 1e-3 on MNIST, betas (0.5, 0.999)); MNIST: 16,000 steps;
+  for the original one), Adam(2e-4; 1e-3 on MNIST, betas (0.5, 0.999)); MNIST: 12,000 steps;
 * ``wgan``: clipped critic (``clip`` = 0.01), RMSprop(5e-5; 1e-3 on MNIST), ``n_critic`` = 5
   critic updates per generator update (1 on MNIST), optionally the paper's schedule
   (``critic_burst``: 100 critic updates for the first 25 generator steps and every 500th);
-  MNIST: 16,000 steps;
+  MNIST: 12,000 steps;
 * ``wgan-gp``: gradient penalty ``lam`` (10; 0.1 on toys), Adam(1e-4; 2e-3 on MNIST, betas
   (0.5, 0.9)), ``n_critic`` = 5; MNIST: 4,000 steps.
 
@@ -349,7 +349,7 @@ class GANTask(_AdversarialTask):
 
     name = "gan"
     reuse_fake = True
-    steps_by_dataset = {"mnist": 16000}
+    steps_by_dataset = {"mnist": 12000}
     spec = _COMMON + _adam_spec(2e-4, 0.999, mnist_lr=1e-3) + Spec(
         Param("n_critic", int, 1, "discriminator updates per generator update", low=1),
         Param("d_batchnorm", bool, True, "batch normalisation in the DCGAN discriminator"),
@@ -406,7 +406,7 @@ class WGANTask(_WassersteinTask):
     """WGAN (Arjovsky et al. 2017): weight-clipped critic, RMSprop."""
 
     name = "wgan"
-    steps_by_dataset = {"mnist": 16000}
+    steps_by_dataset = {"mnist": 12000}
     spec = _COMMON + Spec(
         Param("optimizer", str, "rmsprop", choices=("rmsprop",)),
         Param("lr", float, 5e-5, "learning rate", above=0, by_dataset={"mnist": 1e-3}),
