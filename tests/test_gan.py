@@ -306,6 +306,7 @@ def test_mnist_defaults_in_the_spec():
     wgan = get_task("wgan").spec  # one critic update per step on MNIST (measured), 5 elsewhere
     assert (wgan.defaults("mnist")["n_critic"], wgan.defaults("8gaussians")["n_critic"]) == (1, 5)
     assert (wgan.defaults("mnist")["lr"], wgan.defaults("8gaussians")["lr"]) == (1e-3, 5e-5)
+    assert (wgan.defaults("mnist")["clip"], wgan.defaults("8gaussians")["clip"]) == (0.05, 0.01)
     gp = get_task("wgan-gp").spec
     assert (gp.defaults("mnist")["lr"], gp.defaults("8gaussians")["lr"]) == (2e-3, 1e-4)
 
