@@ -225,13 +225,14 @@ def _main(argv):
         backend.use(args.backend, origin="--backend" if args.backend else None)
     except backend.BackendError as e:
         return _fail(str(e))
-    from scratchgen import trainer
+    from scratchgen import _interrupt, trainer
     from scratchgen.data import DatasetError
     from scratchgen.io import CheckpointError
     from scratchgen.rundir import RunDirError, os_error_message
     user_errors = (_Usage, RunDirError, DatasetError, CheckpointError, backend.BackendError,
                    ValueError)
     try:
+        _interrupt.release()  # a Ctrl-C during the imports above acts now
         return _COMMANDS[args.command](args, argv)
     except trainer.TrainingStopped as e:
         print(str(e), file=sys.stderr)
