@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 import scratchgen as sg
-from scratchgen import optim, plots
+from scratchgen import plots
 from scratchgen.data import DataSource
 from scratchgen.tasks import get_task
-from scratchgen.trainer import take_step
+from scratchgen.trainer import take_step, task_schedules
 
 DEFAULT_MNIST = os.environ.get("SCRATCHGEN_MNIST_DIR") or str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
@@ -44,8 +44,7 @@ def train(name, mnist_dir, steps, snapshots, out, seed, overrides=None):
                       data_dir=mnist_dir)
     sg.manual_seed(seed)
     task = cls(hp, data)
-    schedules = [] if hp.lr_schedule == "constant" else [  # as scratchgen train steps them
-        optim.build_scheduler(hp.lr_schedule, opt, steps) for opt in task.optimizers().values()]
+    schedules = task_schedules(task, hp.lr_schedule, steps)  # as scratchgen train steps them
     batch = 0
     z = task.noise(64, np.random.default_rng([seed, 2]))
     t0 = time.perf_counter()

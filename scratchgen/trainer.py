@@ -294,15 +294,22 @@ def open_run(model=None, resume=None, out=None, argv=None, overrides=None, **opt
 
 
 def lr_schedules(task, config, start):
-    """One ``lr_schedule`` per optimiser over the run's ``steps``, at step ``start``. The rate
-    is a closed form of the step (the optimisers' checkpointed ``initial_lr`` is the base), so
-    a resumed run repeats the uninterrupted one. 'constant' and schedules a task runs itself
-    (the VAE's 'burda') need none."""
+    """One ``lr_schedule`` per optimiser over the run's ``steps``, at step ``start``
+    (:func:`task_schedules` of the run's settings)."""
     hp = config.hyperparameters
-    name = hp["lr_schedule"] if "lr_schedule" in hp else "constant"
+    return task_schedules(task, hp["lr_schedule"] if "lr_schedule" in hp else "constant",
+                          config.steps, start)
+
+
+def task_schedules(task, name, steps, start=0):
+    """Schedule ``name`` for each of ``task``'s optimisers over ``steps``, at step ``start``;
+    step them once after each training step. The rate is a closed form of the step (the
+    optimisers' checkpointed ``initial_lr`` is the base), so a resumed run repeats the
+    uninterrupted one. 'constant' and schedules a task runs itself (the VAE's 'burda') need
+    none."""
     if name == "constant" or name not in optim.lr_scheduler.SCHEDULES:
         return []
-    return [optim.build_scheduler(name, opt, config.steps, last_epoch=start - 1)
+    return [optim.build_scheduler(name, opt, steps, last_epoch=start - 1)
             for opt in task.optimizers().values()]
 
 

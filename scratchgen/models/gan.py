@@ -12,10 +12,9 @@ Tasks (``scratchgen train NAME``):
 * ``gan``: discriminator + generator, non-saturating generator loss (``--set loss=minimax``
   for the original one), Adam(2e-4; 1e-3 on MNIST, betas (0.5, 0.999)); MNIST: 12,000 steps;
 * ``wgan``: clipped critic (``clip`` = 0.01; 0.05 on MNIST), RMSprop(5e-5; 1e-3 on MNIST),
-  ``n_critic`` = 5
-  critic updates per generator update (1 on MNIST), optionally the paper's schedule
-  (``critic_burst``: 100 critic updates for the first 25 generator steps and every 500th);
-  MNIST: 12,000 steps;
+  ``n_critic`` = 5 critic updates per generator update (1 on MNIST), optionally the paper's
+  schedule (``critic_burst``: 100 critic updates for the first 25 generator steps and every
+  500th); MNIST: 12,000 steps;
 * ``wgan-gp``: gradient penalty ``lam`` (10; 0.1 on toys), Adam(1e-4; 2e-3 on MNIST, betas
   (0.5, 0.9)), ``n_critic`` = 5; MNIST: 4,000 steps.
 
